@@ -487,9 +487,13 @@ class ReadBlobTest(ReadCase):
 
 def bad_refs():
     h = REG.host
+    # Note: "UPPER/case" is NOT here on purpose. In the docker grammar an
+    # upper-case first component is a registry host (distribution's
+    # splitDockerDomain), so it is a valid reference to a registry named UPPER.
     return [
         "",
-        "UPPER/case",
+        "UPPER",           # docker.io/library/UPPER: repository names are lower case
+        "lower/UPPER",
         "a:b:c",
         "repo@sha256:short",
         "host:port/",
