@@ -5,7 +5,8 @@ Run:  REGD_BIN=build/server/regd /usr/bin/python3 tests/integration/test_read.py
 
 One registry (no auth) is seeded through skopeo with four images (see
 fixtures/images.py): (a) single-platform OCI image, (b) two-platform OCI index,
-(c) OCI index whose first entry has no platform, (d) Docker schema2 image.
+(c) OCI index whose first entry has no platform, (d) Docker schema2 image,
+(e) Docker manifest list of two schema2 images.
 Every RPC's answer is compared with the bytes we pushed and with what skopeo
 reads back from the registry.
 """
@@ -253,15 +254,37 @@ class InspectTest(ReadCase):
         self.assertSingleManifestResult(r, child)
 
     def test_child_by_digest(self):
-        for child in CAT.multi.children + CAT.noplat.children:
+        for child in all_children():
             with self.subTest(child.digest):
                 self.assertSingleManifestResult(inspect(child.digest_ref), child)
+
+    def test_docker_manifest_list(self):
+        lst = CAT.dlist
+        r = inspect(lst.ref)
+        self.assertEqual(r.media_type, images.DOCKER_LIST)
+        self.assertEqual(r.digest, lst.digest)
+        self.assertIndexEntries(r, lst)
+        self.assertEqual(dict(r.labels), lst.child("linux", "amd64").labels)
+        self.assertEqual(list(r.layers), [])
+        self.assertEqual(r.config, "")
+
+    def test_docker_manifest_list_with_platform(self):
+        for plat, child in ((platform("linux", "arm", "v7"), CAT.dlist.child("linux", "arm", "v7")),
+                            (platform("linux", "amd64"), CAT.dlist.child("linux", "amd64"))):
+            with self.subTest(plat.architecture):
+                r = inspect(CAT.dlist.ref, plat)
+                self.assertEqual(r.media_type, images.DOCKER_MANIFEST)
+                self.assertSingleManifestResult(r, child)
 
     def test_absent(self):
         for ref in absent_refs():
             with self.subTest(ref):
                 self.assertNotFound(inspect, ref)
                 self.assertNotFound(inspect, ref, platform("linux", "amd64"))
+
+
+def all_children():
+    return CAT.multi.children + CAT.noplat.children + CAT.dlist.children
 
 
 def absent_refs():
@@ -317,7 +340,7 @@ class GetImageTest(ReadCase):
         self.assertImage(got, CAT.docker)
 
     def test_index_needs_platform(self):
-        for idx in (CAT.multi, CAT.noplat):
+        for idx in (CAT.multi, CAT.noplat, CAT.dlist):
             with self.subTest(idx.repo):
                 self.assertRpcError(grpc.StatusCode.FAILED_PRECONDITION, get_image, idx.ref)
                 self.assertRpcError(grpc.StatusCode.FAILED_PRECONDITION, get_image,
@@ -345,9 +368,16 @@ class GetImageTest(ReadCase):
                             platform("linux", "s390x"))
 
     def test_child_by_digest(self):
-        for child in CAT.multi.children + CAT.noplat.children:
+        for child in all_children():
             with self.subTest(child.digest):
                 self.assertImage(get_image(child.digest_ref), child)
+
+    def test_docker_manifest_list(self):
+        self.assertRpcError(grpc.StatusCode.FAILED_PRECONDITION, get_image, CAT.dlist.ref)
+        child = CAT.dlist.child("linux", "arm", "v7")
+        got = get_image(CAT.dlist.ref, platform("linux", "arm", "v7"))
+        self.assertEqual(got.descriptor.media_type, images.DOCKER_MANIFEST)
+        self.assertImage(got, child)
 
     def test_absent(self):
         for ref in absent_refs():
@@ -360,8 +390,9 @@ class GetImageTest(ReadCase):
 class ExistsTest(ReadCase):
     def test_present(self):
         refs = [CAT.single.ref, CAT.single.digest_ref, CAT.multi.ref, CAT.multi.digest_ref,
-                CAT.noplat.ref, CAT.docker.ref, CAT.docker.digest_ref]
-        refs += [c.digest_ref for c in CAT.multi.children + CAT.noplat.children]
+                CAT.noplat.ref, CAT.docker.ref, CAT.docker.digest_ref, CAT.dlist.ref,
+                CAT.dlist.digest_ref]
+        refs += [c.digest_ref for c in all_children()]
         for ref in refs:
             with self.subTest(ref):
                 images.skopeo_inspect_raw(ref)  # skopeo agrees it is there
@@ -387,12 +418,12 @@ class GetDescriptorTest(ReadCase):
         self.assertEqual(d.media_type, obj.manifest.media_type)
 
     def test_by_tag(self):
-        for obj in (CAT.single, CAT.multi, CAT.noplat, CAT.docker):
+        for obj in (CAT.single, CAT.multi, CAT.noplat, CAT.docker, CAT.dlist):
             with self.subTest(obj.ref):
                 self.assertDescriptorOf(get_descriptor(obj.ref), obj.ref, obj)
 
     def test_by_digest(self):
-        objs = [CAT.single, CAT.multi, CAT.docker] + CAT.multi.children + CAT.noplat.children
+        objs = [CAT.single, CAT.multi, CAT.docker, CAT.dlist] + all_children()
         for obj in objs:
             with self.subTest(obj.digest_ref):
                 self.assertDescriptorOf(get_descriptor(obj.digest_ref), obj.digest_ref, obj)
@@ -406,7 +437,7 @@ class GetDescriptorTest(ReadCase):
 # -- ReadBlob -------------------------------------------------------------------------------------
 
 def all_single_images():
-    return [CAT.single, CAT.docker] + CAT.multi.children + CAT.noplat.children
+    return [CAT.single, CAT.docker] + all_children()
 
 
 class ReadBlobTest(ReadCase):
