@@ -101,6 +101,9 @@ check() {  # check DESCRIPTION COMMAND...: passes when COMMAND succeeds
   local desc=$1; shift
   if "$@"; then ok "$desc"; else not_ok "$desc"; fi
 }
+check_eq() {  # check_eq DESCRIPTION GOT WANT
+  if [[ $2 == "$3" ]]; then ok "$1"; else not_ok "$1"; echo "#   got '$2', want '$3'"; fi
+}
 show() {  # indents a file into the log as TAP diagnostics
   [[ -s $1 ]] && sed 's/^/#   /' "$1" | head -n 40
   return 0
@@ -219,9 +222,9 @@ read_checks() {
   for l in "${langs[@]}"; do
     if run inspect 0 "$l" inspect "$ref"; then files+=("$work/$l.inspect.out"); fi
     run exists 0 "$l" exists "$ref" &&
-      check "$l exists REF is true" [ "$(jget "$work/$l.exists.out" exists)" = true ]
+      check_eq "$l exists REF is true" "$(jget "$work/$l.exists.out" exists)" true
     run exists-absent 0 "$l" exists "$absent" &&
-      check "$l exists of an absent tag is false" [ "$(jget "$work/$l.exists-absent.out" exists)" = false ]
+      check_eq "$l exists of an absent tag is false" "$(jget "$work/$l.exists-absent.out" exists)" false
     run inspect-absent 5 "$l" inspect "$absent" &&
       check "$l inspect of an absent tag reports NOT_FOUND" grep -q NOT_FOUND "$work/$l.inspect-absent.err"
   done
@@ -246,8 +249,8 @@ read_checks() {
     child=$(jget "${files[0]}" manifests 0 digest)
     for l in "${langs[@]}"; do
       run inspect-platform 0 "$l" inspect "$ref" --platform "$platform" &&
-        check "$l inspect --platform $platform selects $child" \
-          [ "$(jget "$work/$l.inspect-platform.out" digest)" = "$child" ]
+        check_eq "$l inspect --platform $platform selects $child" \
+          "$(jget "$work/$l.inspect-platform.out" digest)" "$child"
     done
   fi
 }
@@ -263,14 +266,14 @@ upload_checks() {
     chmod 644 "$dir/$l.blob"
     digest="sha256:$(sha256sum "$dir/$l.blob" | cut -d' ' -f1)"
     if run write-layer 0 "$l" write-layer "$repo" "$dir/$l.blob"; then
-      check "$l write-layer digest matches the file" \
-        [ "$(jget "$work/$l.write-layer.out" descriptor digest)" = "$digest" ]
-      check "$l write-layer outcome is UPLOADED" \
-        [ "$(jget "$work/$l.write-layer.out" outcome)" = UPLOADED ]
+      check_eq "$l write-layer digest matches the file" \
+        "$(jget "$work/$l.write-layer.out" descriptor digest)" "$digest"
+      check_eq "$l write-layer outcome is UPLOADED" \
+        "$(jget "$work/$l.write-layer.out" outcome)" UPLOADED
     fi
     if run write-layer-inline 0 "$l" write-layer --inline "$repo" "$dir/$l.blob"; then
-      check "$l write-layer --inline of the same bytes is EXISTED" \
-        [ "$(jget "$work/$l.write-layer-inline.out" outcome)" = EXISTED ]
+      check_eq "$l write-layer --inline of the same bytes is EXISTED" \
+        "$(jget "$work/$l.write-layer-inline.out" outcome)" EXISTED
     fi
   done
 
@@ -284,12 +287,12 @@ upload_checks() {
     || { not_ok "build a demo OCI layout"; show "$work/layout.err"; return; }
   chmod -R a+rX "$dir/layout"
   if run push-image 0 python push-image "$pushed" --layout "$dir/layout"; then
-    check "python push-image pushed manifest $want" \
-      [ "$(jget "$work/python.push-image.out" descriptor digest)" = "$want" ]
+    check_eq "python push-image pushed manifest $want" \
+      "$(jget "$work/python.push-image.out" descriptor digest)" "$want"
     check "python push-image printed per-blob events" grep -q 'done:' "$work/python.push-image.err"
     run inspect-pushed 0 python inspect "$pushed" &&
-      check "python inspect of the pushed image shows its labels" \
-        [ "$(jget "$work/python.inspect-pushed.out" labels io.regd.demo)" = hello ]
+      check_eq "python inspect of the pushed image shows its labels" \
+        "$(jget "$work/python.inspect-pushed.out" labels io.regd.demo)" hello
   fi
   rm -rf "$dir"
 }
