@@ -1,0 +1,197 @@
+#include "core/auth/authenticator.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/status_macros.h"
+#include "rapidjson/document.h"
+
+namespace regd {
+namespace {
+
+const Challenge* Pick(const std::vector<Challenge>& chs, absl::string_view scheme) {
+  for (const Challenge& c : chs) {
+    if (c.scheme == scheme) return &c;
+  }
+  return nullptr;
+}
+
+std::string BasicHeader(const Credentials& c) {
+  return absl::StrCat("Basic ", absl::Base64Escape(absl::StrCat(c.username, ":", c.password)));
+}
+
+absl::Status TokenError(const Endpoint& ep, const HttpResponse& resp) {
+  std::string where = absl::StrCat("token service for ", ep.registry);
+  if (resp.status == 401) {
+    return absl::UnauthenticatedError(absl::StrCat(where, " refused the credentials (401)"));
+  }
+  if (resp.status == 403) {
+    return absl::PermissionDeniedError(absl::StrCat(where, " denied access (403)"));
+  }
+  if (resp.status == 429 || resp.status >= 500) {
+    return absl::UnavailableError(absl::StrCat(where, " answered ", resp.status));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(where, " answered ", resp.status));
+}
+
+}  // namespace
+
+std::string PullScope(const std::string& repo_path) {
+  return absl::StrCat("repository:", repo_path, ":pull");
+}
+std::string PushScope(const std::string& repo_path) {
+  return absl::StrCat("repository:", repo_path, ":push,pull");
+}
+
+Authenticator::Authenticator(Transport* transport, CredentialStore* credentials, Clock* clock)
+    : transport_(transport), credentials_(credentials), tokens_(clock) {}
+
+absl::StatusOr<std::vector<Challenge>> Authenticator::Ping(const Endpoint& ep) {
+  HttpRequest req;
+  req.method = "GET";
+  req.url = absl::StrCat(ep.base_url, "/v2/");
+  req.ca_bundle = ep.ca_bundle;
+  req.max_body = 64 << 10;
+  ASSIGN_OR_RETURN(HttpResponse resp, transport_->Send(req));
+  if (resp.status == 401) {
+    std::vector<Challenge> out;
+    for (const std::string& h : resp.Headers("www-authenticate")) {
+      for (Challenge& c : ParseWwwAuthenticate(h)) out.push_back(std::move(c));
+    }
+    return out;
+  }
+  if (resp.status >= 200 && resp.status < 300) return std::vector<Challenge>{};
+  if (resp.status == 404) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(ep.registry, " does not serve the registry API (/v2/ answered 404)"));
+  }
+  return absl::UnavailableError(absl::StrCat(ep.registry, " /v2/ answered ", resp.status));
+}
+
+absl::StatusOr<std::vector<Challenge>> Authenticator::Challenges(const Endpoint& ep) {
+  {
+    absl::MutexLock lock(&mu_);
+    RegistryState& st = registries_[ep.registry];
+    mu_.Await(absl::Condition(
+        +[](RegistryState* s) { return !s->pinging; }, &st));
+    if (st.known) return st.challenges;
+    st.pinging = true;
+  }
+  absl::StatusOr<std::vector<Challenge>> got = Ping(ep);
+  absl::MutexLock lock(&mu_);
+  RegistryState& st = registries_[ep.registry];
+  st.pinging = false;
+  if (got.ok()) {
+    st.known = true;
+    st.challenges = *got;
+  }
+  return got;
+}
+
+absl::StatusOr<std::string> Authenticator::Authorize(const Endpoint& ep,
+                                                     const std::vector<std::string>& scopes) {
+  ASSIGN_OR_RETURN(std::vector<Challenge> challenges, Challenges(ep));
+  if (challenges.empty()) return std::string();
+  ASSIGN_OR_RETURN(Credentials creds, credentials_->Get(ep.registry));
+  if (const Challenge* bearer = Pick(challenges, "bearer")) {
+    if (!creds.registry_token.empty()) return absl::StrCat("Bearer ", creds.registry_token);
+    std::string key = absl::StrCat(ep.registry, " ", absl::StrJoin(scopes, " "));
+    ASSIGN_OR_RETURN(std::string token, tokens_.Get(key, [&] {
+                       return FetchToken(ep, *bearer, scopes, creds);
+                     }));
+    return absl::StrCat("Bearer ", token);
+  }
+  if (Pick(challenges, "basic") != nullptr) {
+    if (creds.username.empty() && creds.password.empty()) return std::string();
+    return BasicHeader(creds);
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      ep.registry, " asks for an authentication scheme regd does not speak: ", challenges[0].scheme));
+}
+
+void Authenticator::OnUnauthorized(const Endpoint& ep, const std::vector<std::string>& scopes,
+                                   const std::string& authorization, const HttpResponse& resp) {
+  if (absl::StartsWith(authorization, "Bearer ")) {
+    tokens_.Invalidate(absl::StrCat(ep.registry, " ", absl::StrJoin(scopes, " ")),
+                       authorization.substr(7));
+  }
+  credentials_->Invalidate(ep.registry);
+  std::vector<Challenge> fresh;
+  for (const std::string& h : resp.Headers("www-authenticate")) {
+    for (Challenge& c : ParseWwwAuthenticate(h)) fresh.push_back(std::move(c));
+  }
+  absl::MutexLock lock(&mu_);
+  RegistryState& st = registries_[ep.registry];
+  if (!fresh.empty()) {
+    st.known = true;
+    st.challenges = std::move(fresh);
+  } else if (st.challenges.empty()) {
+    st.known = false;  // the ping said "open" but this 401 says otherwise: ask again
+  }
+  // A 401 without a challenge keeps the ping's (GCR quirk).
+}
+
+absl::StatusOr<BearerToken> Authenticator::FetchToken(const Endpoint& ep, const Challenge& ch,
+                                                      const std::vector<std::string>& scopes,
+                                                      const Credentials& creds) {
+  std::string realm = ch.Param("realm");
+  if (realm.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(ep.registry, " sent a Bearer challenge without a realm"));
+  }
+  HttpRequest req;
+  req.ca_bundle = ep.ca_bundle;
+  req.max_body = 1 << 20;
+  std::string service = ch.Param("service");
+  if (!creds.identity_token.empty()) {
+    // OAuth2 refresh-token grant.
+    req.method = "POST";
+    req.url = realm;
+    req.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
+    req.body = absl::StrCat("grant_type=refresh_token&client_id=regd&refresh_token=",
+                            UrlEncode(creds.identity_token), "&service=", UrlEncode(service));
+    for (const std::string& s : scopes) absl::StrAppend(&req.body, "&scope=", UrlEncode(s));
+  } else {
+    req.method = "GET";
+    std::string url = realm;
+    char sep = realm.find('?') == std::string::npos ? '?' : '&';
+    if (!service.empty()) {
+      absl::StrAppend(&url, std::string(1, sep), "service=", UrlEncode(service));
+      sep = '&';
+    }
+    for (const std::string& s : scopes) {
+      absl::StrAppend(&url, std::string(1, sep), "scope=", UrlEncode(s));
+      sep = '&';
+    }
+    req.url = std::move(url);
+    if (!creds.username.empty() || !creds.password.empty()) {
+      req.headers.emplace_back("Authorization", BasicHeader(creds));
+    }
+  }
+  ASSIGN_OR_RETURN(HttpResponse resp, transport_->Send(req));
+  if (resp.status != 200) return TokenError(ep, resp);
+  rapidjson::Document doc;
+  doc.Parse(resp.body.data(), resp.body.size());
+  if (doc.HasParseError() || !doc.IsObject()) {
+    return absl::UnavailableError(absl::StrCat("token service for ", ep.registry, " sent invalid JSON"));
+  }
+  BearerToken tok;
+  for (const char* key : {"token", "access_token"}) {
+    auto it = doc.FindMember(key);
+    if (it != doc.MemberEnd() && it->value.IsString() && it->value.GetStringLength() > 0) {
+      tok.value = it->value.GetString();
+      break;
+    }
+  }
+  if (tok.value.empty()) {
+    return absl::UnavailableError(absl::StrCat("token service for ", ep.registry, " sent no token"));
+  }
+  auto exp = doc.FindMember("expires_in");
+  if (exp != doc.MemberEnd() && exp->value.IsNumber() && exp->value.GetDouble() > 0) {
+    tok.lifetime = absl::Seconds(exp->value.GetDouble());
+  }
+  return tok;
+}
+
+}  // namespace regd

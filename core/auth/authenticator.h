@@ -1,0 +1,72 @@
+// Authenticator: turns (registry, scopes) into an Authorization header value.
+//
+// Per registry it pings GET /v2/ once to learn the challenge (none, Basic or
+// Bearer) and caches it. Bearer tokens come from the TokenCache, keyed by
+// (registry, scopes), so concurrent and repeated calls share one token.
+// Credentials come from the CredentialStore (cached there).
+//
+// Owns its TokenCache; borrows the Transport, CredentialStore and Clock, which
+// must outlive it. Thread-safe. Never logs or returns credentials or tokens in
+// a Status message.
+#ifndef REGD_CORE_AUTH_AUTHENTICATOR_H_
+#define REGD_CORE_AUTH_AUTHENTICATOR_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "core/auth/challenge.h"
+#include "core/auth/credentials.h"
+#include "core/auth/token_cache.h"
+#include "core/config.h"
+#include "core/http/http.h"
+
+namespace regd {
+
+// "repository:<path>:pull" / "repository:<path>:push,pull".
+std::string PullScope(const std::string& repo_path);
+std::string PushScope(const std::string& repo_path);
+
+class Authenticator {
+ public:
+  Authenticator(Transport* transport, CredentialStore* credentials, Clock* clock);
+
+  // The Authorization header value for a request to `ep` that needs `scopes`
+  // (push scope first), or "" when the registry needs none.
+  [[nodiscard]] absl::StatusOr<std::string> Authorize(const Endpoint& ep,
+                                                      const std::vector<std::string>& scopes);
+
+  // After a request sent with `authorization` got 401: forgets that token and,
+  // when the 401 carries a challenge, adopts it. The caller then calls
+  // Authorize again and retries once.
+  void OnUnauthorized(const Endpoint& ep, const std::vector<std::string>& scopes,
+                      const std::string& authorization, const HttpResponse& resp);
+
+  const TokenCache& tokens() const { return tokens_; }
+
+ private:
+  struct RegistryState {
+    bool known = false;
+    bool pinging = false;
+    std::vector<Challenge> challenges;  // empty: no auth needed
+  };
+
+  [[nodiscard]] absl::StatusOr<std::vector<Challenge>> Challenges(const Endpoint& ep);
+  [[nodiscard]] absl::StatusOr<std::vector<Challenge>> Ping(const Endpoint& ep);
+  [[nodiscard]] absl::StatusOr<BearerToken> FetchToken(const Endpoint& ep, const Challenge& ch,
+                                                       const std::vector<std::string>& scopes,
+                                                       const Credentials& creds);
+
+  Transport* const transport_;
+  CredentialStore* const credentials_;
+  TokenCache tokens_;
+  absl::Mutex mu_;
+  std::map<std::string, RegistryState> registries_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace regd
+
+#endif  // REGD_CORE_AUTH_AUTHENTICATOR_H_

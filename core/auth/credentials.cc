@@ -1,0 +1,240 @@
+#include "core/auth/credentials.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "core/files.h"
+#include "core/status_macros.h"
+#include "rapidjson/document.h"
+
+extern char** environ;
+
+namespace regd {
+namespace {
+
+std::string JsonString(const rapidjson::Value& obj, const char* key) {
+  if (!obj.IsObject()) return "";
+  auto it = obj.FindMember(key);
+  if (it == obj.MemberEnd() || !it->value.IsString()) return "";
+  return std::string(it->value.GetString(), it->value.GetStringLength());
+}
+
+// "https://host:port/v1/" → "host:port"; "host" → "host".
+std::string NormaliseConfigKey(absl::string_view key) {
+  absl::ConsumePrefix(&key, "https://");
+  absl::ConsumePrefix(&key, "http://");
+  key = key.substr(0, key.find('/'));
+  return std::string(key);
+}
+
+bool KeyMatches(absl::string_view key, const std::string& registry) {
+  std::string k = NormaliseConfigKey(key);
+  if (k == registry) return true;
+  if (registry == "docker.io") {
+    return k == "index.docker.io" || k == "registry-1.docker.io" || k == "registry.hub.docker.com";
+  }
+  return false;
+}
+
+// The server name docker passes to helpers.
+std::string HelperServer(const std::string& registry) {
+  return registry == "docker.io" ? "https://index.docker.io/v1/" : registry;
+}
+
+absl::StatusOr<Credentials> FromHelperOutput(absl::string_view out) {
+  rapidjson::Document doc;
+  doc.Parse(out.data(), out.size());
+  if (doc.HasParseError() || !doc.IsObject()) {
+    return absl::FailedPreconditionError("credential helper printed invalid JSON");
+  }
+  Credentials c;
+  std::string user = JsonString(doc, "Username");
+  std::string secret = JsonString(doc, "Secret");
+  if (user == "<token>") {
+    c.identity_token = secret;
+  } else {
+    c.username = user;
+    c.password = secret;
+  }
+  return c;
+}
+
+absl::StatusOr<Credentials> FromAuthEntry(const rapidjson::Value& entry) {
+  Credentials c;
+  std::string auth = JsonString(entry, "auth");
+  if (!auth.empty()) {
+    std::string decoded;
+    if (!absl::Base64Unescape(auth, &decoded) || decoded.find(':') == std::string::npos) {
+      return absl::FailedPreconditionError("docker config: an \"auth\" entry is not base64 user:password");
+    }
+    size_t colon = decoded.find(':');
+    c.username = decoded.substr(0, colon);
+    c.password = decoded.substr(colon + 1);
+  }
+  if (c.username.empty()) c.username = JsonString(entry, "username");
+  if (c.password.empty()) c.password = JsonString(entry, "password");
+  c.identity_token = JsonString(entry, "identitytoken");
+  c.registry_token = JsonString(entry, "registrytoken");
+  return c;
+}
+
+}  // namespace
+
+absl::StatusOr<Credentials> CredentialsFromDockerConfig(absl::string_view json,
+                                                        const std::string& registry,
+                                                        const HelperRunner& helper_runner) {
+  rapidjson::Document doc;
+  doc.Parse(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject()) {
+    return absl::FailedPreconditionError("docker config is not a JSON object");
+  }
+  auto helpers = doc.FindMember("credHelpers");
+  if (helpers != doc.MemberEnd() && helpers->value.IsObject()) {
+    for (auto& m : helpers->value.GetObject()) {
+      if (m.value.IsString() && KeyMatches(m.name.GetString(), registry)) {
+        ASSIGN_OR_RETURN(std::string out, helper_runner(m.value.GetString(), HelperServer(registry)));
+        return FromHelperOutput(out);
+      }
+    }
+  }
+  auto auths = doc.FindMember("auths");
+  if (auths != doc.MemberEnd() && auths->value.IsObject()) {
+    for (auto& m : auths->value.GetObject()) {
+      if (KeyMatches(m.name.GetString(), registry)) {
+        ASSIGN_OR_RETURN(Credentials c, FromAuthEntry(m.value));
+        if (!c.empty()) return c;
+      }
+    }
+  }
+  std::string store = JsonString(doc, "credsStore");
+  if (!store.empty()) {
+    absl::StatusOr<std::string> out = helper_runner(store, HelperServer(registry));
+    if (out.ok()) return FromHelperOutput(*out);
+    if (!absl::IsNotFound(out.status())) return out.status();
+  }
+  return absl::NotFoundError("no credentials for this registry");
+}
+
+absl::StatusOr<Credentials> ParseCredentialsFile(absl::string_view json) {
+  rapidjson::Document doc;
+  doc.Parse(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject()) {
+    return absl::InvalidArgumentError("credentials file is not a JSON object");
+  }
+  ASSIGN_OR_RETURN(Credentials c, FromAuthEntry(doc));
+  if (c.empty()) {
+    return absl::InvalidArgumentError(
+        "credentials file has none of username/password, auth, identitytoken, registrytoken");
+  }
+  return c;
+}
+
+absl::StatusOr<std::string> RunCredentialHelper(const std::string& helper,
+                                                const std::string& server) {
+  for (char ch : helper) {
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) {
+      return absl::FailedPreconditionError("credential helper name has invalid characters");
+    }
+  }
+  std::string prog = absl::StrCat("docker-credential-", helper);
+  int in_pipe[2], out_pipe[2];
+  if (pipe2(in_pipe, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+    close(in_pipe[0]);
+    close(in_pipe[1]);
+    return absl::InternalError("pipe failed");
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in_pipe[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
+  char* argv[] = {prog.data(), const_cast<char*>("get"), nullptr};
+  pid_t pid = 0;
+  int rc = posix_spawnp(&pid, prog.c_str(), &fa, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(in_pipe[0]);
+  close(out_pipe[1]);
+  if (rc != 0) {
+    close(in_pipe[1]);
+    close(out_pipe[0]);
+    return absl::FailedPreconditionError(absl::StrCat("cannot run ", prog, ": ", std::strerror(rc)));
+  }
+  std::string input = server;
+  (void)!write(in_pipe[1], input.data(), input.size());
+  close(in_pipe[1]);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(out_pipe[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+    if (n > 0) out.append(buf, static_cast<size_t>(n));
+    if (out.size() > (1 << 20)) break;
+  }
+  close(out_pipe[0]);
+  int wstatus = 0;
+  while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+    // docker-credential helpers print "credentials not found in native keychain".
+    if (absl::StrContains(out, "not found")) return absl::NotFoundError("helper has no credentials");
+    return absl::FailedPreconditionError(absl::StrCat(prog, " failed"));
+  }
+  return out;
+}
+
+CredentialStore::CredentialStore(Options options, Clock* clock)
+    : options_(std::move(options)), clock_(clock) {}
+
+absl::StatusOr<Credentials> CredentialStore::Get(const std::string& registry) {
+  absl::Time now = clock_->Now();
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = cache_.find(registry);
+    if (it != cache_.end() && it->second.expires > now) return it->second.creds;
+  }
+  ASSIGN_OR_RETURN(Credentials creds, Resolve(registry));
+  absl::MutexLock lock(&mu_);
+  cache_[registry] = Entry{creds, now + options_.ttl};
+  return creds;
+}
+
+void CredentialStore::Invalidate(const std::string& registry) {
+  absl::MutexLock lock(&mu_);
+  cache_.erase(registry);
+}
+
+absl::StatusOr<Credentials> CredentialStore::Resolve(const std::string& registry) {
+  auto file = options_.credentials_files.find(registry);
+  if (file != options_.credentials_files.end()) {
+    ASSIGN_OR_RETURN(std::string json, ReadSmallFile(file->second, 1 << 20));
+    return ParseCredentialsFile(json);
+  }
+  std::string dir = options_.docker_config_dir;
+  if (dir.empty()) {
+    const char* env = std::getenv("DOCKER_CONFIG");
+    const char* home = std::getenv("HOME");
+    if (env != nullptr && *env != '\0') {
+      dir = env;
+    } else if (home != nullptr) {
+      dir = absl::StrCat(home, "/.docker");
+    }
+  }
+  if (dir.empty()) return Credentials{};
+  absl::StatusOr<std::string> json = ReadSmallFile(dir + "/config.json", 4 << 20);
+  if (absl::IsNotFound(json.status())) return Credentials{};
+  if (!json.ok()) return json.status();
+  absl::StatusOr<Credentials> c = CredentialsFromDockerConfig(*json, registry, options_.helper_runner);
+  if (absl::IsNotFound(c.status())) return Credentials{};
+  return c;
+}
+
+}  // namespace regd

@@ -1,0 +1,53 @@
+#include "core/auth/token_cache.h"
+
+#include <algorithm>
+
+namespace regd {
+
+absl::StatusOr<std::string> TokenCache::Get(const std::string& key, const Fetcher& fetch) {
+  absl::MutexLock lock(&mu_);
+  Entry& e = entries_[key];
+  while (true) {
+    if (!e.token.empty() && clock_->Now() < e.refresh_at) return e.token;
+    if (!e.fetching) break;
+    std::pair<Entry*, uint64_t> waiting(&e, e.generation);
+    mu_.Await(absl::Condition(
+        +[](std::pair<Entry*, uint64_t>* p) { return p->first->generation != p->second; },
+        &waiting));
+    // Waiters share the outcome of the fetch they waited for, success or not.
+    if (!e.last_error.ok()) return e.last_error;
+  }
+  e.fetching = true;
+  ++fetches_;
+  mu_.Unlock();
+  absl::StatusOr<BearerToken> got = fetch();
+  absl::Time now = clock_->Now();
+  mu_.Lock();
+  e.fetching = false;
+  ++e.generation;
+  if (!got.ok()) {
+    e.last_error = got.status();
+    return got.status();
+  }
+  e.last_error = absl::OkStatus();
+  e.token = got->value;
+  absl::Duration margin = std::min(absl::Seconds(30), got->lifetime / 5);
+  e.refresh_at = now + got->lifetime - margin;
+  return e.token;
+}
+
+void TokenCache::Invalidate(const std::string& key, const std::string& token) {
+  absl::MutexLock lock(&mu_);
+  auto it = entries_.find(key);
+  if (it != entries_.end() && it->second.token == token) {
+    it->second.token.clear();
+    it->second.refresh_at = absl::InfinitePast();
+  }
+}
+
+int64_t TokenCache::fetches() const {
+  absl::MutexLock lock(&mu_);
+  return fetches_;
+}
+
+}  // namespace regd

@@ -1,0 +1,202 @@
+// Engine: the one object every RPC goes through.
+//
+// It owns the shared machinery: the pooled HTTP transport (connections, DNS and
+// TLS sessions reused across calls), the credential store and token cache (one
+// token per registry+scope, shared by all callers), per-registry settings, the
+// per-registry upload limits and the table of in-flight uploads that lets
+// concurrent writers of one blob share a single upload.
+//
+// Every method blocks its calling thread (an engine worker thread, never a
+// gRPC callback thread) and reports failures as absl::Status; nothing throws.
+// Thread-safe: any number of calls may run at once. The Engine must outlive
+// every call into it.
+#ifndef REGD_CORE_ENGINE_H_
+#define REGD_CORE_ENGINE_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/auth/authenticator.h"
+#include "core/auth/credentials.h"
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/http/http.h"
+#include "core/manifest/manifest.h"
+#include "core/reference/reference.h"
+#include "core/registry/client.h"
+#include "core/retry/retry.h"
+#include "core/upload/blob_source.h"
+#include "core/upload/registry_slots.h"
+#include "core/upload/shared_uploads.h"
+#include "core/upload/types.h"
+
+namespace regd {
+
+struct EngineOptions {
+  // Per-registry settings from --config.
+  RegistryConfigMap registries;
+  // Registries that may be spoken to over plain HTTP (--insecure_registries).
+  std::vector<std::string> insecure_registries;
+  // Directories file sources may be read from (--allowed_paths). Empty: none.
+  std::vector<std::string> allowed_paths;
+  TransportOptions transport;
+  // Docker config directory; empty: $DOCKER_CONFIG, else ~/.docker.
+  std::string docker_config_dir;
+  // Upload chunk size when the registry config names none.
+  int64_t default_chunk_size = 16 << 20;
+  // Blobs at or below this size go up in one PUT.
+  int64_t monolithic_threshold = 16 << 20;
+  // Concurrent blob uploads per registry, shared by all calls.
+  int default_registry_concurrency = 8;
+  // Largest inline BlobSource.data.
+  int64_t max_inline_bytes = 4 << 20;
+  // Injected for tests; null: real ones.
+  std::shared_ptr<Transport> transport_override;
+  Clock* clock = nullptr;
+};
+
+// What Inspect reports (see ManifestResult in the proto).
+struct InspectResult {
+  int64_t schema_version = 0;
+  std::string media_type;
+  std::string digest;
+  std::vector<Descriptor> manifests;  // index entries (with platform when present)
+  std::vector<std::string> layers;
+  std::string config;
+  std::map<std::string, std::string> labels;
+};
+
+struct ImageResult {
+  Descriptor descriptor;  // the manifest's
+  std::string raw_manifest;
+  std::string raw_config;
+  Descriptor config;
+  std::vector<Descriptor> layers;
+};
+
+class Engine {
+ public:
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Engine>> Create(EngineOptions options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // ---- reads ----
+  [[nodiscard]] absl::StatusOr<InspectResult> Inspect(absl::string_view ref,
+                                                      const std::optional<Platform>& platform);
+  [[nodiscard]] absl::StatusOr<ImageResult> GetImage(absl::string_view ref,
+                                                     const std::optional<Platform>& platform);
+  // One HEAD. Absent → false.
+  [[nodiscard]] absl::StatusOr<bool> Exists(absl::string_view ref);
+  // One HEAD (GET + hash only when the registry sends no digest).
+  [[nodiscard]] absl::StatusOr<Descriptor> GetDescriptor(absl::string_view ref);
+  // Streams the blob from `offset` to `sink` in chunks of at most `chunk_bytes`.
+  // The sink blocks for back-pressure and returns false to stop (→ CANCELLED).
+  // At offset 0 the digest is verified at the end (DATA_LOSS on mismatch).
+  [[nodiscard]] absl::Status ReadBlob(absl::string_view repo, absl::string_view digest,
+                                      int64_t offset,
+                                      const std::function<bool(absl::string_view)>& sink,
+                                      const CancelFlag& cancelled, size_t chunk_bytes = 256 << 10);
+
+  // ---- writes ----
+  // Uploads one blob (see WriteLayerRequest). Events go to `events` from the
+  // calling thread; the LayerResult is returned, not sent as an event.
+  [[nodiscard]] absl::StatusOr<LayerOutcome> WriteLayer(absl::string_view repo,
+                                                        const BlobSpec& blob,
+                                                        const RetryPolicy& retry,
+                                                        const UploadEvents& events,
+                                                        const CancelFlag& cancelled);
+  // Pushes an image (blobs concurrently, manifest last). Events carry the blob digest.
+  [[nodiscard]] absl::StatusOr<Descriptor> PushImage(const PushImageSpec& spec,
+                                                     const RetryPolicy& retry,
+                                                     const PushEvents& events,
+                                                     const CancelFlag& cancelled);
+  // Builds and pushes an index from already-pushed manifests.
+  [[nodiscard]] absl::StatusOr<Descriptor> PushIndex(const PushIndexSpec& spec);
+
+  // For tests and metrics.
+  const TokenCache& tokens() const { return auth_->tokens(); }
+  Transport* transport() const { return transport_.get(); }
+
+ private:
+  struct Fetched {
+    std::string raw;
+    std::string media_type;
+    std::string digest;
+    ManifestKind kind;
+  };
+
+  // A blob ready to upload: its bytes and its descriptor.
+  struct PreparedBlob {
+    std::unique_ptr<OpenedBlob> blob;
+    Descriptor descriptor;
+    std::string mount_from;  // repository path, or ""
+  };
+  // A manifest to PUT: raw bytes as they will be served.
+  struct ManifestToPush {
+    std::string raw;
+    Descriptor descriptor;
+  };
+  struct PushPlan {
+    std::vector<PreparedBlob> blobs;         // unique by digest
+    std::vector<ManifestToPush> children;    // pushed by digest, before `top`
+    ManifestToPush top;
+  };
+
+  explicit Engine(EngineOptions options);
+
+  [[nodiscard]] absl::StatusOr<PreparedBlob> PrepareBlob(const BlobSpec& spec,
+                                                         absl::string_view default_media_type);
+  [[nodiscard]] absl::StatusOr<LayerOutcome> UploadBlob(const Repository& repo,
+                                                        const PreparedBlob& blob,
+                                                        const RetryPolicy& retry,
+                                                        const UploadEvents& events,
+                                                        const CancelFlag& cancelled);
+  [[nodiscard]] absl::StatusOr<LayerOutcomeKind> RunUploader(const Repository& repo,
+                                                             const PreparedBlob& blob,
+                                                             const std::string& mount_from,
+                                                             const RetryPolicy& retry,
+                                                             const UploadEvents& events,
+                                                             const CancelFlag& cancelled);
+  [[nodiscard]] absl::StatusOr<PushPlan> PlanFromLayout(const PushImageSpec& spec);
+  [[nodiscard]] absl::StatusOr<PushPlan> PlanFromImage(const PushImageSpec& spec);
+  [[nodiscard]] absl::Status UploadAll(const Repository& repo, const PushPlan& plan, int concurrency,
+                                       const RetryPolicy& retry, const PushEvents& events,
+                                       const CancelFlag& cancelled);
+  [[nodiscard]] absl::Status PutManifest(const Repository& repo, const std::string& reference,
+                                         const ManifestToPush& m, const RetryPolicy& retry,
+                                         const CancelFlag& cancelled);
+
+  Endpoint EndpointFor(const std::string& registry) const;
+  const RegistryConfig* ConfigFor(const std::string& registry) const;
+  // Sends with a short retry for idempotent reads (transport errors, 5xx, 429).
+  [[nodiscard]] absl::StatusOr<HttpResponse> SendRead(const Repository& repo, HttpRequest req);
+  [[nodiscard]] absl::StatusOr<Fetched> FetchManifest(const Repository& repo,
+                                                      const std::string& identifier);
+  [[nodiscard]] absl::StatusOr<std::string> FetchSmallBlob(const Repository& repo,
+                                                           const Descriptor& d);
+  [[nodiscard]] absl::StatusOr<Manifest> ResolveImage(const Reference& ref,
+                                                      const std::optional<Platform>& platform,
+                                                      Fetched* fetched);
+  [[nodiscard]] absl::StatusOr<std::map<std::string, std::string>> LabelsOf(
+      const Repository& repo, const Manifest& m);
+
+  EngineOptions options_;
+  Clock* clock_;
+  std::shared_ptr<Transport> transport_;
+  std::unique_ptr<CredentialStore> credentials_;
+  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<RegistryClient> client_;
+  std::unique_ptr<SharedUploads> uploads_;
+  std::unique_ptr<RegistrySlots> slots_;
+};
+
+}  // namespace regd
+
+#endif  // REGD_CORE_ENGINE_H_

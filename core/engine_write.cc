@@ -1,0 +1,488 @@
+// The Engine's write path: WriteLayer, PushImage, PushIndex.
+#include <atomic>
+#include <deque>
+#include <random>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/digest.h"
+#include "core/engine.h"
+#include "core/files.h"
+#include "core/log.h"
+#include "core/status_macros.h"
+#include "core/upload/uploader.h"
+#include "rapidjson/document.h"
+
+namespace regd {
+namespace {
+
+constexpr char kRefNameAnnotation[] = "org.opencontainers.image.ref.name";
+
+absl::StatusOr<Repository> ParseWriteRepository(absl::string_view repo) {
+  if (repo.empty()) return absl::InvalidArgumentError("repo is empty");
+  return ParseRepository(repo);
+}
+
+// The path of a blob inside an OCI layout.
+absl::StatusOr<std::string> LayoutBlobPath(const std::string& root, const std::string& digest) {
+  RETURN_IF_ERROR(ValidateDigest(digest));
+  size_t colon = digest.find(':');
+  return absl::StrCat(root, "/blobs/", digest.substr(0, colon), "/", digest.substr(colon + 1));
+}
+
+// Reads a small blob from a layout and checks its digest.
+absl::StatusOr<std::string> ReadLayoutBlob(const std::string& root, const Descriptor& d,
+                                           const std::vector<std::string>& allowed) {
+  ASSIGN_OR_RETURN(std::string path, LayoutBlobPath(root, d.digest));
+  absl::StatusOr<std::string> real = ResolveAllowedPath(path, allowed);
+  if (absl::IsNotFound(real.status())) {
+    return absl::NotFoundError(absl::StrCat("OCI layout is missing blob ", d.digest));
+  }
+  if (!real.ok()) return real.status();
+  ASSIGN_OR_RETURN(std::string raw, ReadSmallFile(*real, kMaxManifestBytes));
+  std::string got;
+  {
+    ASSIGN_OR_RETURN(Digester h, Digester::ForDigest(d.digest));
+    h.Update(raw);
+    got = h.Finish();
+  }
+  if (got != d.digest) {
+    return absl::DataLossError(absl::StrCat("OCI layout blob ", d.digest, " hashes to ", got));
+  }
+  return raw;
+}
+
+std::string ManifestMediaType(const std::string& declared, absl::string_view raw) {
+  if (!declared.empty()) return declared;
+  rapidjson::Document doc;
+  doc.Parse(raw.data(), raw.size());
+  if (!doc.HasParseError() && doc.IsObject()) {
+    auto it = doc.FindMember("mediaType");
+    if (it != doc.MemberEnd() && it->value.IsString()) return it->value.GetString();
+  }
+  return std::string(media::kOciManifest);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- blobs ----
+
+absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(const BlobSpec& spec,
+                                                         absl::string_view default_media_type) {
+  PreparedBlob p;
+  if (spec.path.has_value()) {
+    ASSIGN_OR_RETURN(std::string real, ResolveAllowedPath(*spec.path, options_.allowed_paths));
+    ASSIGN_OR_RETURN(p.blob, OpenedBlob::OpenFile(real));
+  } else if (spec.data.has_value()) {
+    if (static_cast<int64_t>(spec.data->size()) > options_.max_inline_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("inline data is ", spec.data->size(), " bytes; the cap is ",
+                       options_.max_inline_bytes, " (use a file path for larger blobs)"));
+    }
+    p.blob = OpenedBlob::FromData(*spec.data);
+  } else {
+    return absl::InvalidArgumentError("blob source needs a path or data");
+  }
+  if (spec.size >= 0 && spec.size != p.blob->size()) {
+    return absl::InvalidArgumentError(absl::StrCat("size mismatch: request says ", spec.size,
+                                                   " bytes, the source has ", p.blob->size()));
+  }
+  if (spec.digest.empty()) {
+    ASSIGN_OR_RETURN(p.descriptor.digest, p.blob->ComputeDigest("sha256"));
+  } else {
+    RETURN_IF_ERROR(ValidateDigest(spec.digest));
+    p.descriptor.digest = spec.digest;
+  }
+  p.descriptor.size = p.blob->size();
+  p.descriptor.media_type = spec.media_type.empty() ? std::string(default_media_type) : spec.media_type;
+  if (!spec.mount_from.empty()) {
+    ASSIGN_OR_RETURN(Repository from, ParseRepository(spec.mount_from));
+    p.mount_from = from.path;
+  }
+  return p;
+}
+
+absl::StatusOr<LayerOutcomeKind> Engine::RunUploader(const Repository& repo,
+                                                     const PreparedBlob& blob,
+                                                     const std::string& mount_from,
+                                                     const RetryPolicy& retry,
+                                                     const UploadEvents& events,
+                                                     const CancelFlag& cancelled) {
+  UploadJob job;
+  job.endpoint = EndpointFor(repo.registry);
+  job.repo = repo;
+  job.digest = blob.descriptor.digest;
+  job.size = blob.descriptor.size;
+  job.blob = blob.blob.get();
+  job.mount_from = mount_from;
+  const RegistryConfig* rc = ConfigFor(repo.registry);
+  job.chunk_size = rc != nullptr && rc->chunk_size > 0 ? rc->chunk_size : options_.default_chunk_size;
+  job.monolithic_threshold = std::min(options_.monolithic_threshold, job.chunk_size);
+  job.retry = retry;
+  job.events = events;
+  job.cancelled = cancelled;
+  job.clock = clock_;
+  ASSIGN_OR_RETURN(RegistrySlots::Slot slot, slots_->Acquire(repo.registry, cancelled));
+  BlobUploader uploader(client_.get(), std::move(job));
+  return uploader.Run();
+}
+
+absl::StatusOr<LayerOutcome> Engine::UploadBlob(const Repository& repo, const PreparedBlob& blob,
+                                                const RetryPolicy& retry,
+                                                const UploadEvents& events,
+                                                const CancelFlag& cancelled) {
+  const std::string key = absl::StrCat(repo.registry, "|", blob.descriptor.digest);
+  const int64_t size = blob.descriptor.size;
+  LayerOutcome out;
+  out.descriptor = blob.descriptor;
+  auto finish = [&](LayerOutcomeKind kind) {
+    if (events.on_progress) events.on_progress(size, size);  // always, before the result
+    out.outcome = kind;
+    return out;
+  };
+  while (true) {
+    SharedUploads::Ticket ticket = uploads_->Join(key, repo.path);
+    if (!ticket.leader) {
+      absl::Status leader = uploads_->Wait(ticket.flight, events.on_progress, cancelled);
+      if (absl::IsCancelled(leader) && cancelled && cancelled->load()) return leader;
+      if (!leader.ok()) continue;  // the leader failed: try to lead ourselves
+      if (ticket.flight->leader_repo() == repo.path) return finish(LayerOutcomeKind::kShared);
+      // Same registry, other repository: the bytes are there now; mount them.
+      ASSIGN_OR_RETURN(LayerOutcomeKind kind, RunUploader(repo, blob, ticket.flight->leader_repo(),
+                                                          retry, events, cancelled));
+      return finish(kind);
+    }
+    UploadEvents lead = events;
+    std::shared_ptr<SharedUploads::Flight> flight = ticket.flight;
+    lead.on_progress = [&events, flight](int64_t complete, int64_t total) {
+      if (events.on_progress) events.on_progress(complete, total);
+      flight->Publish(complete, total);
+    };
+    absl::StatusOr<LayerOutcomeKind> kind =
+        RunUploader(repo, blob, blob.mount_from, retry, lead, cancelled);
+    uploads_->Finish(key, flight, kind.status());
+    if (!kind.ok()) return kind.status();
+    return finish(*kind);
+  }
+}
+
+absl::StatusOr<LayerOutcome> Engine::WriteLayer(absl::string_view repo_text, const BlobSpec& spec,
+                                                const RetryPolicy& retry,
+                                                const UploadEvents& events,
+                                                const CancelFlag& cancelled) {
+  ASSIGN_OR_RETURN(Repository repo, ParseWriteRepository(repo_text));
+  ASSIGN_OR_RETURN(PreparedBlob blob, PrepareBlob(spec, media::kOciLayerGzip));
+  return UploadBlob(repo, blob, retry, events, cancelled);
+}
+
+// ------------------------------------------------------------ PushImage ----
+
+absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spec) {
+  ASSIGN_OR_RETURN(std::string root, ResolveAllowedPath(spec.layout_path, options_.allowed_paths));
+  absl::StatusOr<std::string> marker = ReadSmallFile(root + "/oci-layout", 64 << 10);
+  if (!marker.ok() || !absl::StrContains(*marker, "imageLayoutVersion")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(spec.layout_path, " is not an OCI image layout (no valid oci-layout file)"));
+  }
+  ASSIGN_OR_RETURN(std::string index_json, ReadSmallFile(root + "/index.json", kMaxManifestBytes));
+  absl::StatusOr<Index> index = ParseIndex(index_json, media::kOciIndex);
+  if (!index.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("OCI layout index.json: ", index.status().message()));
+  }
+  const Descriptor* chosen = nullptr;
+  if (!spec.ref_name.empty()) {
+    for (const Descriptor& d : index->manifests) {
+      auto it = d.annotations.find(kRefNameAnnotation);
+      if (it != d.annotations.end() && it->second == spec.ref_name) chosen = &d;
+    }
+    if (chosen == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("OCI layout has no manifest with ref name \"", spec.ref_name, "\""));
+    }
+  } else if (index->manifests.size() == 1) {
+    chosen = &index->manifests[0];
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("OCI layout holds ", index->manifests.size(),
+                                                   " manifests; name one with ref_name"));
+  }
+
+  PushPlan plan;
+  std::map<std::string, bool> seen;
+  auto add_blob = [&](const Descriptor& d) -> absl::Status {
+    if (seen[d.digest]) return absl::OkStatus();
+    seen[d.digest] = true;
+    ASSIGN_OR_RETURN(std::string path, LayoutBlobPath(root, d.digest));
+    absl::StatusOr<std::string> real = ResolveAllowedPath(path, options_.allowed_paths);
+    if (absl::IsNotFound(real.status())) {
+      return absl::NotFoundError(absl::StrCat("OCI layout is missing blob ", d.digest));
+    }
+    if (!real.ok()) return real.status();
+    PreparedBlob b;
+    ASSIGN_OR_RETURN(b.blob, OpenedBlob::OpenFile(*real));
+    if (b.blob->size() != d.size) {
+      return absl::InvalidArgumentError(absl::StrCat("OCI layout blob ", d.digest, " has ",
+                                                     b.blob->size(), " bytes, descriptor says ", d.size));
+    }
+    b.descriptor = d;
+    plan.blobs.push_back(std::move(b));
+    return absl::OkStatus();
+  };
+  auto add_image = [&](const Descriptor& d, const std::string& raw) -> absl::Status {
+    ASSIGN_OR_RETURN(Manifest m, ParseManifest(raw, d.media_type));
+    RETURN_IF_ERROR(add_blob(m.config));
+    for (const Descriptor& l : m.layers) RETURN_IF_ERROR(add_blob(l));
+    return absl::OkStatus();
+  };
+
+  ASSIGN_OR_RETURN(std::string top_raw, ReadLayoutBlob(root, *chosen, options_.allowed_paths));
+  plan.top.raw = top_raw;
+  plan.top.descriptor = *chosen;
+  plan.top.descriptor.platform.reset();
+  plan.top.descriptor.annotations.clear();
+  plan.top.descriptor.media_type = ManifestMediaType(chosen->media_type, top_raw);
+  ASSIGN_OR_RETURN(ManifestKind kind, DetectManifestKind(plan.top.descriptor.media_type, top_raw));
+  if (kind == ManifestKind::kManifest) {
+    RETURN_IF_ERROR(add_image(*chosen, top_raw));
+    return plan;
+  }
+  ASSIGN_OR_RETURN(Index idx, ParseIndex(top_raw, plan.top.descriptor.media_type));
+  for (const Descriptor& child : idx.manifests) {
+    ASSIGN_OR_RETURN(std::string raw, ReadLayoutBlob(root, child, options_.allowed_paths));
+    ManifestToPush m{raw, child};
+    m.descriptor.media_type = ManifestMediaType(child.media_type, raw);
+    ASSIGN_OR_RETURN(ManifestKind ck, DetectManifestKind(m.descriptor.media_type, raw));
+    if (ck != ManifestKind::kManifest) {
+      return absl::InvalidArgumentError("nested indexes in an OCI layout are not supported");
+    }
+    RETURN_IF_ERROR(add_image(child, raw));
+    plan.children.push_back(std::move(m));
+  }
+  return plan;
+}
+
+absl::StatusOr<Engine::PushPlan> Engine::PlanFromImage(const PushImageSpec& spec) {
+  const bool docker = spec.media_type == media::kDockerManifest;
+  if (!spec.media_type.empty() && !docker && spec.media_type != media::kOciManifest) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "image.media_type must be ", media::kOciManifest, " or ", media::kDockerManifest));
+  }
+  PushPlan plan;
+  Manifest m;
+  m.media_type = std::string(docker ? media::kDockerManifest : media::kOciManifest);
+  m.annotations = spec.annotations;
+  if (docker && !spec.annotations.empty()) {
+    return absl::InvalidArgumentError("Docker schema2 manifests have no annotations");
+  }
+  ASSIGN_OR_RETURN(PreparedBlob config,
+                   PrepareBlob(spec.config, docker ? media::kDockerConfig : media::kOciConfig));
+  m.config = config.descriptor;
+  std::map<std::string, bool> seen{{config.descriptor.digest, true}};
+  plan.blobs.push_back(std::move(config));
+  for (const BlobSpec& l : spec.layers) {
+    ASSIGN_OR_RETURN(PreparedBlob b,
+                     PrepareBlob(l, docker ? media::kDockerLayerGzip : media::kOciLayerGzip));
+    m.layers.push_back(b.descriptor);
+    if (!seen[b.descriptor.digest]) {
+      seen[b.descriptor.digest] = true;
+      plan.blobs.push_back(std::move(b));
+    }
+  }
+  plan.top.raw = SerializeManifest(m);
+  plan.top.descriptor.media_type = m.media_type;
+  plan.top.descriptor.digest = Sha256Digest(plan.top.raw);
+  plan.top.descriptor.size = static_cast<int64_t>(plan.top.raw.size());
+  return plan;
+}
+
+absl::Status Engine::UploadAll(const Repository& repo, const PushPlan& plan, int concurrency,
+                               const RetryPolicy& retry, const PushEvents& events,
+                               const CancelFlag& cancelled) {
+  // Workers share a queue of blob indexes; the first failure stops the rest.
+  CancelFlag stop = NewCancelFlag();
+  absl::Mutex mu;
+  size_t next = 0;
+  absl::Status first_error;
+  auto worker = [&]() {
+    while (true) {
+      size_t i;
+      {
+        absl::MutexLock lock(&mu);
+        if (next >= plan.blobs.size() || !first_error.ok()) return;
+        i = next++;
+      }
+      const PreparedBlob& b = plan.blobs[i];
+      const std::string& digest = b.descriptor.digest;
+      UploadEvents ev;
+      if (events.on_progress) {
+        ev.on_progress = [&events, &digest](int64_t c, int64_t t) { events.on_progress(digest, c, t); };
+      }
+      if (events.on_retry) {
+        ev.on_retry = [&events, &digest](const RetryNotice& n) { events.on_retry(digest, n); };
+      }
+      absl::StatusOr<LayerOutcome> out = UploadBlob(repo, b, retry, ev, stop);
+      if (out.ok()) {
+        if (events.on_layer) events.on_layer(digest, *out);
+        continue;
+      }
+      absl::MutexLock lock(&mu);
+      if (first_error.ok()) {
+        first_error = absl::Status(out.status().code(),
+                                   absl::StrCat("blob ", digest, ": ", out.status().message()));
+      }
+      stop->store(true);
+      return;
+    }
+  };
+  int n = std::max(1, std::min<int>(concurrency, static_cast<int>(plan.blobs.size())));
+  std::vector<std::thread> threads;
+  threads.reserve(n);
+  std::atomic<int> running{n};
+  for (int i = 0; i < n; ++i) {
+    threads.emplace_back([&] {
+      worker();
+      running.fetch_sub(1);
+    });
+  }
+  // Relay the caller's cancellation to the workers.
+  while (running.load() > 0) {
+    if (cancelled && cancelled->load()) stop->store(true);
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  for (std::thread& t : threads) t.join();
+  if (cancelled && cancelled->load()) return absl::CancelledError("push cancelled");
+  return first_error;
+}
+
+absl::Status Engine::PutManifest(const Repository& repo, const std::string& reference,
+                                 const ManifestToPush& m, const RetryPolicy& retry_in,
+                                 const CancelFlag& cancelled) {
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  RetryPolicy retry = retry_in.Sanitised();
+  Endpoint ep = EndpointFor(repo.registry);
+  for (int attempt = 1;; ++attempt) {
+    HttpRequest req;
+    req.method = "PUT";
+    req.url = absl::StrCat("/v2/", repo.path, "/manifests/", reference);
+    req.headers.emplace_back("Content-Type", m.descriptor.media_type);
+    req.body = m.raw;
+    req.cancelled = cancelled;
+    absl::StatusOr<HttpResponse> resp = client_->Send(ep, {PushScope(repo.path)}, std::move(req));
+    absl::Status st;
+    if (resp.ok() && (resp->status == 200 || resp->status == 201 || resp->status == 202)) {
+      std::string served = resp->Header("docker-content-digest").value_or("");
+      if (!served.empty() && served != m.descriptor.digest) {
+        return absl::DataLossError(absl::StrCat("registry stored the manifest as ", served,
+                                                ", expected ", m.descriptor.digest));
+      }
+      return absl::OkStatus();
+    }
+    st = resp.ok() ? StatusFromHttp(*resp, "PUT manifest") : resp.status();
+    if (cancelled && cancelled->load()) return absl::CancelledError("push cancelled");
+    if (!IsRetryableStatus(st) || attempt >= retry.max_attempts) return st;
+    absl::Duration wait = retry.Delay(attempt, std::uniform_real_distribution<>(0, 1)(rng));
+    if (resp.ok()) {
+      if (auto ra = resp->Header("retry-after")) {
+        if (auto d = ParseRetryAfter(*ra, clock_->Now())) wait = std::max(wait, *d);
+      }
+    }
+    absl::SleepFor(wait);
+  }
+}
+
+absl::StatusOr<Descriptor> Engine::PushImage(const PushImageSpec& spec, const RetryPolicy& retry,
+                                             const PushEvents& events,
+                                             const CancelFlag& cancelled) {
+  ASSIGN_OR_RETURN(Reference ref, ParseReference(spec.ref));
+  PushPlan plan;
+  if (!spec.layout_path.empty()) {
+    ASSIGN_OR_RETURN(plan, PlanFromLayout(spec));
+  } else {
+    ASSIGN_OR_RETURN(plan, PlanFromImage(spec));
+  }
+  if (!ref.digest.empty() && ref.digest != plan.top.descriptor.digest) {
+    return absl::InvalidArgumentError(absl::StrCat("ref names digest ", ref.digest,
+                                                   " but the image's manifest is ",
+                                                   plan.top.descriptor.digest));
+  }
+  int concurrency = spec.concurrency > 0 ? std::min(spec.concurrency, 64) : 4;
+  RETURN_IF_ERROR(UploadAll(ref.repo, plan, concurrency, retry, events, cancelled));
+  // Manifests go last, children by digest first, so the tag never names an
+  // image whose parts are missing.
+  for (const ManifestToPush& child : plan.children) {
+    RETURN_IF_ERROR(PutManifest(ref.repo, child.descriptor.digest, child, retry, cancelled));
+  }
+  RETURN_IF_ERROR(PutManifest(ref.repo, ref.tag.empty() ? ref.digest : ref.tag, plan.top, retry,
+                              cancelled));
+  Descriptor out = plan.top.descriptor;
+  return out;
+}
+
+// ------------------------------------------------------------ PushIndex ----
+
+absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec) {
+  ASSIGN_OR_RETURN(Reference ref, ParseReference(spec.ref));
+  if (spec.manifests.empty()) return absl::InvalidArgumentError("an index needs at least one manifest");
+  const bool docker = spec.media_type == media::kDockerList;
+  if (!spec.media_type.empty() && !docker && spec.media_type != media::kOciIndex) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("media_type must be ", media::kOciIndex, " or ", media::kDockerList));
+  }
+  Index idx;
+  idx.media_type = std::string(docker ? media::kDockerList : media::kOciIndex);
+  idx.annotations = spec.annotations;
+  for (const IndexEntrySpec& e : spec.manifests) {
+    std::string id;
+    if (ValidateDigest(e.ref).ok()) {
+      id = e.ref;
+    } else if (e.ref.find_first_of("/@:") == std::string::npos && !e.ref.empty()) {
+      id = e.ref;  // a tag in the index's repository
+    } else {
+      ASSIGN_OR_RETURN(Reference child, ParseReference(e.ref));
+      if (child.repo.registry != ref.repo.registry || child.repo.path != ref.repo.path) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "index entry ", e.ref, " is not in the index's repository ", ref.repo.String()));
+      }
+      id = child.Identifier();
+    }
+    absl::StatusOr<Fetched> f = FetchManifest(ref.repo, id);
+    if (!f.ok()) {
+      return absl::Status(f.status().code(),
+                          absl::StrCat("index entry ", e.ref, ": ", f.status().message()));
+    }
+    if (f->kind != ManifestKind::kManifest) {
+      return absl::InvalidArgumentError(absl::StrCat("index entry ", e.ref, " is itself an index"));
+    }
+    Descriptor d;
+    d.media_type = f->media_type;
+    d.digest = f->digest;
+    d.size = static_cast<int64_t>(f->raw.size());
+    d.annotations = e.annotations;
+    if (e.platform.has_value()) {
+      d.platform = *e.platform;
+    } else {
+      ASSIGN_OR_RETURN(Manifest m, ParseManifest(f->raw, f->media_type));
+      ASSIGN_OR_RETURN(std::string cfg, FetchSmallBlob(ref.repo, m.config));
+      ASSIGN_OR_RETURN(ImageConfigInfo info, ParseImageConfig(cfg));
+      if (info.platform.os.empty() || info.platform.architecture.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "index entry ", e.ref, ": its config names no os/architecture; give a platform"));
+      }
+      d.platform = info.platform;
+    }
+    idx.manifests.push_back(std::move(d));
+  }
+  ManifestToPush top;
+  top.raw = SerializeIndex(idx);
+  top.descriptor.media_type = idx.media_type;
+  top.descriptor.digest = Sha256Digest(top.raw);
+  top.descriptor.size = static_cast<int64_t>(top.raw.size());
+  if (!ref.digest.empty() && ref.digest != top.descriptor.digest) {
+    return absl::InvalidArgumentError("ref names a digest other than the built index's");
+  }
+  RETURN_IF_ERROR(PutManifest(ref.repo, ref.tag.empty() ? ref.digest : ref.tag, top, RetryPolicy(),
+                              nullptr));
+  return top.descriptor;
+}
+
+}  // namespace regd

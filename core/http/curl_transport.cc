@@ -1,0 +1,271 @@
+#include "core/http/curl_transport.h"
+
+#include <curl/curl.h>
+
+#include <array>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+
+namespace regd {
+namespace {
+
+struct CurlSlistFree {
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+};
+using CurlSlistPtr = std::unique_ptr<curl_slist, CurlSlistFree>;
+
+struct CurlEasyFree {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+};
+using CurlEasyPtr = std::unique_ptr<CURL, CurlEasyFree>;
+
+struct CurlShareFree {
+  void operator()(CURLSH* s) const { curl_share_cleanup(s); }
+};
+using CurlSharePtr = std::unique_ptr<CURLSH, CurlShareFree>;
+
+// Per-transfer state the curl callbacks see.
+struct Transfer {
+  const HttpRequest* req = nullptr;
+  CURL* easy = nullptr;
+  HttpResponse* resp = nullptr;
+  size_t body_offset = 0;  // for the in-memory body
+  absl::Status body_error;
+  bool sink_aborted = false;
+  bool too_large = false;
+};
+
+size_t OnHeader(char* data, size_t size, size_t n, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  absl::string_view line(data, size * n);
+  if (absl::StartsWith(line, "HTTP/")) {
+    t->resp->headers.clear();  // a new response (after 100-continue or a redirect)
+    return size * n;
+  }
+  size_t colon = line.find(':');
+  if (colon != absl::string_view::npos) {
+    std::string name = absl::AsciiStrToLower(line.substr(0, colon));
+    absl::string_view value = absl::StripAsciiWhitespace(line.substr(colon + 1));
+    t->resp->headers.emplace_back(std::move(name), std::string(value));
+  }
+  return size * n;
+}
+
+size_t OnWrite(char* data, size_t size, size_t n, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  size_t len = size * n;
+  long code = 0;
+  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
+  if (t->req->on_body && code >= 200 && code < 300) {
+    if (!t->req->on_body(code, absl::string_view(data, len))) {
+      t->sink_aborted = true;
+      return 0;
+    }
+    return len;
+  }
+  if (t->resp->body.size() + len > t->req->max_body) {
+    if (code >= 200 && code < 300) {
+      t->too_large = true;
+      return 0;
+    }
+    return len;  // keep the capped prefix of an error body
+  }
+  t->resp->body.append(data, len);
+  return len;
+}
+
+size_t OnRead(char* buf, size_t size, size_t n, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  size_t len = size * n;
+  if (t->req->body_source != nullptr) {
+    absl::StatusOr<size_t> got = t->req->body_source->Read(buf, len);
+    if (!got.ok()) {
+      t->body_error = got.status();
+      return CURL_READFUNC_ABORT;
+    }
+    return *got;
+  }
+  const std::string& body = t->req->body;
+  size_t take = std::min(len, body.size() - t->body_offset);
+  std::memcpy(buf, body.data() + t->body_offset, take);
+  t->body_offset += take;
+  return take;
+}
+
+int OnSeek(void* user, curl_off_t offset, int origin) {
+  auto* t = static_cast<Transfer*>(user);
+  if (origin != SEEK_SET || offset != 0) return CURL_SEEKFUNC_CANTSEEK;
+  if (t->req->body_source != nullptr) {
+    return t->req->body_source->Rewind().ok() ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
+  }
+  t->body_offset = 0;
+  return CURL_SEEKFUNC_OK;
+}
+
+int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t ulnow) {
+  auto* t = static_cast<Transfer*>(user);
+  if (t->req->cancelled && t->req->cancelled->load(std::memory_order_relaxed)) return 1;
+  t->resp->bytes_sent = ulnow;
+  if (t->req->on_upload_progress) t->req->on_upload_progress(ulnow);
+  return 0;
+}
+
+}  // namespace
+
+struct CurlTransport::Easy {
+  CurlEasyPtr handle;
+};
+
+struct CurlTransport::Share {
+  CurlSharePtr handle;
+  std::array<absl::Mutex, CURL_LOCK_DATA_LAST> locks;
+
+  static void Lock(CURL*, curl_lock_data data, curl_lock_access, void* user) {
+    static_cast<Share*>(user)->locks[data].Lock();
+  }
+  static void Unlock(CURL*, curl_lock_data data, void* user) {
+    static_cast<Share*>(user)->locks[data].Unlock();
+  }
+};
+
+CurlTransport::CurlTransport(TransportOptions options)
+    : options_(options), share_(std::make_unique<Share>()) {
+  static const CURLcode global_init = curl_global_init(CURL_GLOBAL_ALL);
+  (void)global_init;
+  share_->handle.reset(curl_share_init());
+  CURLSH* sh = share_->handle.get();
+  curl_share_setopt(sh, CURLSHOPT_LOCKFUNC, &Share::Lock);
+  curl_share_setopt(sh, CURLSHOPT_UNLOCKFUNC, &Share::Unlock);
+  curl_share_setopt(sh, CURLSHOPT_USERDATA, share_.get());
+  curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+  curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+}
+
+CurlTransport::~CurlTransport() {
+  absl::MutexLock lock(&mu_);
+  idle_.clear();  // easy handles go before the share handle they use
+}
+
+int CurlTransport::handles_created() const {
+  absl::MutexLock lock(&mu_);
+  return created_;
+}
+
+std::unique_ptr<CurlTransport::Easy> CurlTransport::Acquire() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!idle_.empty()) {
+      auto easy = std::move(idle_.back());
+      idle_.pop_back();
+      return easy;
+    }
+    ++created_;
+  }
+  auto easy = std::make_unique<Easy>();
+  easy->handle.reset(curl_easy_init());
+  return easy;
+}
+
+void CurlTransport::Release(std::unique_ptr<Easy> easy) {
+  curl_easy_reset(easy->handle.get());  // keeps live connections
+  absl::MutexLock lock(&mu_);
+  if (static_cast<int>(idle_.size()) < options_.max_pooled_handles) {
+    idle_.push_back(std::move(easy));
+  }
+}
+
+absl::StatusOr<HttpResponse> CurlTransport::Send(const HttpRequest& req) {
+  std::unique_ptr<Easy> easy = Acquire();
+  if (easy->handle == nullptr) return absl::ResourceExhaustedError("curl_easy_init failed");
+  CURL* c = easy->handle.get();
+  HttpResponse resp;
+  Transfer t{&req, c, &resp};
+
+  curl_easy_setopt(c, CURLOPT_SHARE, share_->handle.get());
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+  curl_easy_setopt(c, CURLOPT_MAXCONNECTS, static_cast<long>(options_.max_connects_per_handle));
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
+                   static_cast<long>(absl::ToInt64Seconds(options_.stall_timeout)));
+  curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &OnHeader);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &OnWrite);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, &OnProgress);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
+  curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, nullptr);  // blobs are hashed as served
+  if (!req.ca_bundle.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, req.ca_bundle.c_str());
+  if (req.follow_redirects) {
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+    curl_easy_setopt(c, CURLOPT_UNRESTRICTED_AUTH, 0L);
+  }
+
+  const bool has_body = req.body_source != nullptr || !req.body.empty();
+  const int64_t body_len =
+      req.body_source != nullptr ? req.body_source->size() : static_cast<int64_t>(req.body.size());
+  if (req.method == "HEAD") {
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  } else if (req.method == "GET") {
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+  } else if (req.method == "PUT" || req.method == "PATCH" || req.method == "POST") {
+    // Upload mode for all three so the body streams through OnRead with an
+    // explicit Content-Length, even when it is empty.
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(has_body ? body_len : 0));
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, &OnRead);
+    curl_easy_setopt(c, CURLOPT_READDATA, &t);
+    curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, &OnSeek);
+    curl_easy_setopt(c, CURLOPT_SEEKDATA, &t);
+    if (req.method != "PUT") curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+  } else {
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+  }
+
+  curl_slist* raw = nullptr;
+  for (const auto& [k, v] : req.headers) {
+    raw = curl_slist_append(raw, absl::StrCat(k, ": ", v).c_str());
+  }
+  raw = curl_slist_append(raw, "Expect:");  // no 100-continue round trip
+  CurlSlistPtr headers(raw);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+
+  CURLcode rc = curl_easy_perform(c);
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
+  char* eff = nullptr;
+  if (curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff != nullptr) {
+    resp.effective_url = eff;
+  }
+  curl_off_t sent = 0;
+  if (curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &sent) == CURLE_OK) resp.bytes_sent = sent;
+  // Unset our stack pointers before the handle goes back to the pool.
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
+  Release(std::move(easy));
+
+  if (rc == CURLE_OK) return resp;
+  if (!t.body_error.ok()) return t.body_error;
+  if (t.too_large) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("response body larger than ", req.max_body, " bytes"));
+  }
+  if (rc == CURLE_ABORTED_BY_CALLBACK || (rc == CURLE_WRITE_ERROR && t.sink_aborted)) {
+    if (req.cancelled && req.cancelled->load()) return absl::CancelledError("request cancelled");
+    if (t.sink_aborted) return absl::AbortedError("response body consumer stopped");
+  }
+  return absl::UnavailableError(
+      absl::StrCat(req.method, " ", UrlOrigin(req.url), ": ", curl_easy_strerror(rc)));
+}
+
+}  // namespace regd

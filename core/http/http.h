@@ -1,0 +1,109 @@
+// HTTP request/response values and the Transport seam.
+//
+// HttpRequest describes one exchange. Its body is either an in-memory string
+// (small: manifests, tokens) or a BodySource that streams from elsewhere (a
+// file range) so that memory stays O(1) in the blob size. The response body is
+// either buffered (capped) or handed chunk by chunk to a sink.
+//
+// Transport is an interface so tests can inject faults; CurlTransport is the
+// production implementation. Implementations are thread-safe: Send may be
+// called from many threads at once, each call blocking its own thread.
+#ifndef REGD_CORE_HTTP_HTTP_H_
+#define REGD_CORE_HTTP_HTTP_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace regd {
+
+// A re-readable stream of request-body bytes of a known length.
+// Owned by the caller of Transport::Send; used by one thread at a time.
+class BodySource {
+ public:
+  virtual ~BodySource() = default;
+  virtual int64_t size() const = 0;
+  // Reads up to `len` bytes into `buf`; returns 0 only at the end.
+  [[nodiscard]] virtual absl::StatusOr<size_t> Read(char* buf, size_t len) = 0;
+  // Goes back to the first byte (curl may need to resend on a dead reused connection).
+  [[nodiscard]] virtual absl::Status Rewind() = 0;
+};
+
+// Shared flag a caller sets to abort transfers promptly.
+using CancelFlag = std::shared_ptr<std::atomic<bool>>;
+inline CancelFlag NewCancelFlag() { return std::make_shared<std::atomic<bool>>(false); }
+
+struct HttpRequest {
+  std::string method = "GET";
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  std::string body;                   // used when body_source is null
+  BodySource* body_source = nullptr;  // not owned
+
+  // Response body: when `on_body` is set, 2xx bodies go to it chunk by chunk
+  // (return false to abort); otherwise the body is buffered up to `max_body`
+  // bytes and a larger one fails with RESOURCE_EXHAUSTED. Error bodies are
+  // always buffered (capped) so they can be reported.
+  std::function<bool(long status, absl::string_view data)> on_body;
+  size_t max_body = 4 << 20;
+
+  // Called with the number of body bytes sent so far (from the transfer thread).
+  std::function<void(int64_t)> on_upload_progress;
+
+  bool follow_redirects = false;  // never sends Authorization to another host
+  std::string ca_bundle;          // PEM file for TLS verification; empty: system store
+  CancelFlag cancelled;           // optional
+};
+
+struct HttpResponse {
+  long status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  std::string body;
+  std::string effective_url;
+  int64_t bytes_sent = 0;  // request body bytes curl reports as sent
+
+  // First header with this lower-case name.
+  std::optional<std::string> Header(absl::string_view lower_name) const;
+  // Every header with this lower-case name, in order.
+  std::vector<std::string> Headers(absl::string_view lower_name) const;
+};
+
+struct TransportOptions {
+  // A transfer that moves no bytes in either direction for this long fails
+  // (UNAVAILABLE). A slow but progressing transfer never times out.
+  absl::Duration stall_timeout = absl::Seconds(60);
+  absl::Duration connect_timeout = absl::Seconds(30);
+  // Idle easy handles (each keeping its connections alive) kept for reuse.
+  int max_pooled_handles = 64;
+  // Connections kept alive per pooled handle.
+  int max_connects_per_handle = 4;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Performs one exchange. Transport failures (DNS, connect, reset, stall) are
+  // UNAVAILABLE; a cancelled transfer is CANCELLED. Any HTTP status is OK here.
+  [[nodiscard]] virtual absl::StatusOr<HttpResponse> Send(const HttpRequest& req) = 0;
+};
+
+// Resolves `ref` (absolute or relative, as in a Location header) against `base`.
+std::string ResolveUrl(absl::string_view base, absl::string_view ref);
+// "scheme://host[:port]" of a URL, lower-cased host.
+std::string UrlOrigin(absl::string_view url);
+// Percent-encodes a query value.
+std::string UrlEncode(absl::string_view s);
+
+}  // namespace regd
+
+#endif  // REGD_CORE_HTTP_HTTP_H_

@@ -1,0 +1,90 @@
+#include "core/registry/client.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "rapidjson/document.h"
+
+namespace regd {
+namespace {
+
+// "CODE: message" from a registry error body, or "".
+std::string RegistryErrorText(const HttpResponse& resp) {
+  if (resp.body.empty() || resp.body.size() > (64 << 10)) return "";
+  rapidjson::Document doc;
+  doc.Parse(resp.body.data(), resp.body.size());
+  if (doc.HasParseError() || !doc.IsObject()) return "";
+  auto errs = doc.FindMember("errors");
+  if (errs == doc.MemberEnd() || !errs->value.IsArray() || errs->value.Empty()) return "";
+  const auto& e = errs->value[0];
+  if (!e.IsObject()) return "";
+  std::string out;
+  auto code = e.FindMember("code");
+  if (code != e.MemberEnd() && code->value.IsString()) out = code->value.GetString();
+  auto msg = e.FindMember("message");
+  if (msg != e.MemberEnd() && msg->value.IsString()) {
+    absl::StrAppend(&out, out.empty() ? "" : ": ", msg->value.GetString());
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::Status StatusFromHttp(const HttpResponse& resp, absl::string_view what,
+                            NotFoundMeaning not_found) {
+  std::string detail = RegistryErrorText(resp);
+  std::string msg = absl::StrCat(what, ": registry answered ", resp.status);
+  if (!detail.empty()) absl::StrAppend(&msg, " (", detail, ")");
+  switch (resp.status) {
+    case 404:
+      if (not_found == NotFoundMeaning::kImage || not_found == NotFoundMeaning::kBlob) {
+        return absl::NotFoundError("image reference not found");
+      }
+      return absl::NotFoundError(msg);
+    case 401:
+      return absl::UnauthenticatedError(msg);
+    case 403:
+      return absl::PermissionDeniedError(msg);
+    case 429:
+      return absl::ResourceExhaustedError(msg);
+    case 408:
+    case 500:
+    case 502:
+    case 503:
+    case 504:
+      return absl::UnavailableError(msg);
+    case 400:
+      if (absl::StrContains(detail, "DIGEST_INVALID") || absl::StrContains(detail, "SIZE_INVALID")) {
+        return absl::InvalidArgumentError(msg);
+      }
+      return absl::InvalidArgumentError(msg);
+    case 416:
+      return absl::OutOfRangeError(msg);
+    default:
+      if (resp.status >= 500) return absl::UnavailableError(msg);
+      return absl::FailedPreconditionError(msg);
+  }
+}
+
+absl::StatusOr<HttpResponse> RegistryClient::Send(const Endpoint& ep,
+                                                  const std::vector<std::string>& scopes,
+                                                  HttpRequest req) {
+  if (absl::StartsWith(req.url, "/")) req.url = absl::StrCat(ep.base_url, req.url);
+  req.ca_bundle = ep.ca_bundle;
+  const bool same_origin = UrlOrigin(req.url) == UrlOrigin(ep.base_url);
+  const size_t base_headers = req.headers.size();
+  for (int attempt = 0;; ++attempt) {
+    req.headers.resize(base_headers);
+    std::string authorization;
+    if (same_origin) {
+      ASSIGN_OR_RETURN(authorization, auth_->Authorize(ep, scopes));
+      if (!authorization.empty()) req.headers.emplace_back("Authorization", authorization);
+    }
+    if (req.body_source != nullptr && attempt > 0) RETURN_IF_ERROR(req.body_source->Rewind());
+    ASSIGN_OR_RETURN(HttpResponse resp, transport_->Send(req));
+    if (resp.status != 401 || attempt > 0 || !same_origin) return resp;
+    auth_->OnUnauthorized(ep, scopes, authorization, resp);
+  }
+}
+
+}  // namespace regd

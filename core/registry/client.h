@@ -1,0 +1,59 @@
+// RegistryClient: authenticated requests to a registry's /v2/ API, and the
+// one place where HTTP answers become absl::Status values.
+//
+// Send() adds the Authorization header (only for URLs on the registry's own
+// origin, never for a redirect or Location on another host), and on a 401
+// re-authenticates once and resends. It does not retry other failures; the
+// callers own their retry policy.
+//
+// Borrows the Transport and Authenticator (which outlive it). Thread-safe.
+#ifndef REGD_CORE_REGISTRY_CLIENT_H_
+#define REGD_CORE_REGISTRY_CLIENT_H_
+
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/auth/authenticator.h"
+#include "core/config.h"
+#include "core/http/http.h"
+
+namespace regd {
+
+// What a 404 means for the caller.
+enum class NotFoundMeaning {
+  kImage,    // "image reference not found"
+  kBlob,     // "image reference not found" too (blobs are named by digest refs)
+  kUpload,   // the upload session is gone
+  kGeneric,
+};
+
+// Maps a non-2xx registry answer to a Status. `what` names the operation
+// ("GET manifest"); the registry's error code/message (from its JSON body) is
+// appended. Never includes request headers.
+absl::Status StatusFromHttp(const HttpResponse& resp, absl::string_view what,
+                            NotFoundMeaning not_found = NotFoundMeaning::kGeneric);
+
+class RegistryClient {
+ public:
+  explicit RegistryClient(Transport* transport, Authenticator* auth)
+      : transport_(transport), auth_(auth) {}
+
+  // `req.url` may be a path ("/v2/...") on `ep`, or absolute (a Location).
+  // Returns any HTTP status; transport errors are UNAVAILABLE.
+  [[nodiscard]] absl::StatusOr<HttpResponse> Send(const Endpoint& ep,
+                                                  const std::vector<std::string>& scopes,
+                                                  HttpRequest req);
+
+  Transport* transport() const { return transport_; }
+  Authenticator* authenticator() const { return auth_; }
+
+ private:
+  Transport* const transport_;
+  Authenticator* const auth_;
+};
+
+}  // namespace regd
+
+#endif  // REGD_CORE_REGISTRY_CLIENT_H_

@@ -1,0 +1,56 @@
+// Where upload bytes come from: a file inside the allowed roots, or inline
+// bytes. An OpenedBlob hands out BodySource ranges that read on demand (pread
+// straight into curl's buffer), so memory stays O(1) in the blob size and a
+// retry re-reads its range from the file instead of holding it.
+//
+// OpenedBlob owns its file descriptor (closed on destruction). Ranges borrow
+// the OpenedBlob, which must outlive them. An OpenedBlob is safe to share
+// between threads (pread has no shared offset); each range is single-threaded.
+#ifndef REGD_CORE_UPLOAD_BLOB_SOURCE_H_
+#define REGD_CORE_UPLOAD_BLOB_SOURCE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/http/http.h"
+
+namespace regd {
+
+// Resolves `path` (following `..` and symlinks) and checks that it lies inside
+// one of `roots` (also resolved). PERMISSION_DENIED otherwise; NOT_FOUND when
+// it does not exist.
+[[nodiscard]] absl::StatusOr<std::string> ResolveAllowedPath(const std::string& path,
+                                                             const std::vector<std::string>& roots);
+
+class OpenedBlob {
+ public:
+  // Opens a regular file (already resolved by ResolveAllowedPath).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<OpenedBlob>> OpenFile(const std::string& path);
+  // Wraps inline bytes (copied once into the blob).
+  static std::unique_ptr<OpenedBlob> FromData(std::string data);
+  ~OpenedBlob();
+  OpenedBlob(const OpenedBlob&) = delete;
+  OpenedBlob& operator=(const OpenedBlob&) = delete;
+
+  int64_t size() const { return size_; }
+  // A body of bytes [start, start+len).
+  std::unique_ptr<BodySource> Range(int64_t start, int64_t len) const;
+  // Reads [offset, offset+len) into buf; returns bytes read.
+  [[nodiscard]] absl::StatusOr<size_t> ReadAt(int64_t offset, char* buf, size_t len) const;
+  // One streaming pass: the digest ("sha256:...") of the whole blob.
+  [[nodiscard]] absl::StatusOr<std::string> ComputeDigest(const std::string& algorithm = "sha256") const;
+
+ private:
+  OpenedBlob() = default;
+  int fd_ = -1;
+  std::string data_;
+  int64_t size_ = 0;
+  std::string path_;
+};
+
+}  // namespace regd
+
+#endif  // REGD_CORE_UPLOAD_BLOB_SOURCE_H_

@@ -1,0 +1,28 @@
+#include "core/upload/registry_slots.h"
+
+namespace regd {
+
+absl::StatusOr<RegistrySlots::Slot> RegistrySlots::Acquire(const std::string& registry,
+                                                           const CancelFlag& cancelled) {
+  absl::MutexLock lock(&mu_);
+  auto it = counters_.find(registry);
+  if (it == counters_.end()) {
+    it = counters_.emplace(registry, Counter{std::max(1, limit_for_(registry)), 0}).first;
+  }
+  Counter* c = &it->second;
+  while (c->used >= c->limit) {
+    if (cancelled && cancelled->load()) return absl::CancelledError("cancelled while queued");
+    mu_.AwaitWithTimeout(absl::Condition(
+                             +[](Counter* k) { return k->used < k->limit; }, c),
+                         absl::Milliseconds(100));
+  }
+  ++c->used;
+  return Slot(this, registry);
+}
+
+void RegistrySlots::Release(const std::string& registry) {
+  absl::MutexLock lock(&mu_);
+  --counters_[registry].used;
+}
+
+}  // namespace regd

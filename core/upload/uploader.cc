@@ -1,0 +1,343 @@
+#include "core/upload/uploader.h"
+
+#include <algorithm>
+#include <random>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "core/auth/authenticator.h"
+#include "core/log.h"
+#include "core/status_macros.h"
+
+namespace regd {
+namespace {
+
+constexpr char kOctetStream[] = "application/octet-stream";
+
+// "0-1234" or "bytes=0-1234" → 1235 bytes held; nullopt when absent/garbled.
+std::optional<int64_t> HeldFromRange(const std::optional<std::string>& range) {
+  if (!range.has_value()) return std::nullopt;
+  absl::string_view r = *range;
+  absl::ConsumePrefix(&r, "bytes=");
+  size_t dash = r.find('-');
+  if (dash == absl::string_view::npos) return std::nullopt;
+  int64_t end = 0;
+  if (!absl::SimpleAtoi(r.substr(dash + 1), &end) || end < 0) return std::nullopt;
+  return end + 1;
+}
+
+std::optional<int64_t> HeaderInt(const HttpResponse& resp, absl::string_view name) {
+  int64_t v = 0;
+  auto h = resp.Header(name);
+  if (h.has_value() && absl::SimpleAtoi(*h, &v) && v > 0) return v;
+  return std::nullopt;
+}
+
+// Statuses after which another attempt may succeed. ABORTED is our "session
+// lost" and OUT_OF_RANGE our 416; both resume rather than fail.
+bool Retryable(const absl::Status& st) {
+  return IsRetryableStatus(st) || absl::IsAborted(st) || absl::IsOutOfRange(st);
+}
+
+}  // namespace
+
+BlobUploader::BlobUploader(RegistryClient* client, UploadJob job)
+    : client_(client), job_(std::move(job)) {
+  scopes_.push_back(PushScope(job_.repo.path));
+  if (!job_.mount_from.empty() && job_.mount_from != job_.repo.path) {
+    scopes_.push_back(PullScope(job_.mount_from));
+  }
+  if (job_.clock == nullptr) job_.clock = SystemClock();
+  chunk_ = std::max<int64_t>(job_.chunk_size, 64 << 10);
+}
+
+absl::StatusOr<HttpResponse> BlobUploader::Send(HttpRequest req) {
+  req.cancelled = job_.cancelled;
+  retry_after_.reset();
+  absl::StatusOr<HttpResponse> resp = client_->Send(job_.endpoint, scopes_, std::move(req));
+  if (resp.ok()) {
+    if (auto ra = resp->Header("retry-after")) retry_after_ = ParseRetryAfter(*ra, job_.clock->Now());
+  } else if (Cancelled()) {
+    return absl::CancelledError("upload cancelled");
+  }
+  return resp;
+}
+
+std::string BlobUploader::UploadsUrl() const {
+  return absl::StrCat("/v2/", job_.repo.path, "/blobs/uploads/");
+}
+
+std::string BlobUploader::CommitUrl() const {
+  char sep = location_.find('?') == std::string::npos ? '?' : '&';
+  return absl::StrCat(location_, std::string(1, sep), "digest=", UrlEncode(job_.digest));
+}
+
+void BlobUploader::TakeLocation(const HttpResponse& resp, const std::string& request_url) {
+  auto loc = resp.Header("location");
+  if (!loc.has_value() || loc->empty()) return;
+  std::string base = absl::StartsWith(request_url, "/")
+                         ? absl::StrCat(job_.endpoint.base_url, request_url)
+                         : request_url;
+  location_ = ResolveUrl(base, *loc);
+}
+
+void BlobUploader::ReportProgress(int64_t complete, bool force) {
+  if (!job_.events.on_progress) return;
+  absl::Time now = job_.clock->Now();
+  if (!force && now - last_progress_ < absl::Milliseconds(50)) return;
+  if (complete == last_reported_ && !force) return;
+  last_progress_ = now;
+  last_reported_ = complete;
+  job_.events.on_progress(complete, job_.size);
+}
+
+bool BlobUploader::Sleep(absl::Duration d) {
+  if (job_.sleep) return job_.sleep(d);
+  absl::Time until = absl::Now() + d;
+  while (absl::Now() < until) {
+    if (Cancelled()) return false;
+    absl::SleepFor(std::min(absl::Milliseconds(50), until - absl::Now()));
+  }
+  return !Cancelled();
+}
+
+absl::StatusOr<bool> BlobUploader::BlobExists() {
+  HttpRequest req;
+  req.method = "HEAD";
+  req.url = absl::StrCat("/v2/", job_.repo.path, "/blobs/", job_.digest);
+  req.follow_redirects = true;
+  ASSIGN_OR_RETURN(HttpResponse resp, Send(std::move(req)));
+  if (resp.status == 200) return true;
+  if (resp.status == 404) return false;
+  return StatusFromHttp(resp, "HEAD blob");
+}
+
+absl::StatusOr<bool> BlobUploader::TryMount() {
+  HttpRequest req;
+  req.method = "POST";
+  req.url = absl::StrCat(UploadsUrl(), "?mount=", UrlEncode(job_.digest),
+                         "&from=", UrlEncode(job_.mount_from));
+  ASSIGN_OR_RETURN(HttpResponse resp, Send(req));
+  if (resp.status == 201) return true;
+  if (resp.status == 202) {  // the registry fell back to a plain session: use it
+    TakeLocation(resp, req.url);
+    if (location_.empty()) return absl::UnavailableError("mount fallback: 202 without Location");
+    if (auto min = HeaderInt(resp, "oci-chunk-min-length")) chunk_ = std::max(chunk_, *min);
+    if (auto max = HeaderInt(resp, "oci-chunk-max-length")) chunk_ = std::min(chunk_, *max);
+    offset_ = 0;
+    return false;
+  }
+  // Some registries answer a bad or unauthorised `from` with 401/403/404
+  // (Harbor, Docker Hub): a mount is an optimisation, so upload instead.
+  if (resp.status == 401 || resp.status == 403 || resp.status == 404) return false;
+  return StatusFromHttp(resp, "POST mount");
+}
+
+absl::Status BlobUploader::OpenSession() {
+  HttpRequest req;
+  req.method = "POST";
+  req.url = UploadsUrl();
+  ASSIGN_OR_RETURN(HttpResponse resp, Send(req));
+  if (resp.status != 202) return StatusFromHttp(resp, "POST blob upload");
+  TakeLocation(resp, req.url);
+  if (location_.empty()) return absl::UnavailableError("POST blob upload: 202 without Location");
+  chunk_ = std::max<int64_t>(job_.chunk_size, 64 << 10);
+  if (auto min = HeaderInt(resp, "oci-chunk-min-length")) chunk_ = std::max(chunk_, *min);
+  if (auto max = HeaderInt(resp, "oci-chunk-max-length")) chunk_ = std::min(chunk_, *max);
+  offset_ = 0;
+  return absl::OkStatus();
+}
+
+absl::Status BlobUploader::SendMonolithic() {
+  std::unique_ptr<BodySource> body = job_.blob->Range(0, job_.size);
+  HttpRequest req;
+  req.method = "PUT";
+  req.url = CommitUrl();
+  req.headers.emplace_back("Content-Type", kOctetStream);
+  req.body_source = body.get();
+  req.on_upload_progress = [this](int64_t sent) { ReportProgress(sent, false); };
+  absl::StatusOr<HttpResponse> resp = Send(req);
+  if (resp.ok()) bytes_sent_ += resp->bytes_sent;
+  if (!resp.ok()) return resp.status();
+  if (resp->status == 201 || resp->status == 204) {
+    offset_ = job_.size;
+    return absl::OkStatus();
+  }
+  if (resp->status == 404) return absl::AbortedError("upload session lost (PUT answered 404)");
+  return StatusFromHttp(*resp, "PUT blob");
+}
+
+absl::Status BlobUploader::SendChunk() {
+  int64_t len = std::min(chunk_, job_.size - offset_);
+  int64_t start = offset_;
+  std::unique_ptr<BodySource> body = job_.blob->Range(start, len);
+  HttpRequest req;
+  req.method = "PATCH";
+  req.url = location_;
+  req.headers.emplace_back("Content-Type", kOctetStream);
+  req.headers.emplace_back("Content-Range", absl::StrCat(start, "-", start + len - 1));
+  req.body_source = body.get();
+  req.on_upload_progress = [this, start](int64_t sent) { ReportProgress(start + sent, false); };
+  absl::StatusOr<HttpResponse> resp = Send(req);
+  if (!resp.ok()) return resp.status();
+  bytes_sent_ += resp->bytes_sent;
+  if (resp->status == 202 || resp->status == 201 || resp->status == 204) {
+    TakeLocation(*resp, req.url);
+    // Track acknowledged bytes ourselves: some registries (ECR) stop
+    // advancing Range after the first chunk.
+    offset_ = start + len;
+    ReportProgress(offset_, true);
+    return absl::OkStatus();
+  }
+  if (resp->status == 416) return absl::OutOfRangeError("PATCH answered 416: asking where to resume");
+  if (resp->status == 404) return absl::AbortedError("upload session lost (PATCH answered 404)");
+  return StatusFromHttp(*resp, "PATCH blob chunk");
+}
+
+absl::Status BlobUploader::Commit() {
+  HttpRequest req;
+  req.method = "PUT";
+  req.url = CommitUrl();
+  req.headers.emplace_back("Content-Type", kOctetStream);
+  ASSIGN_OR_RETURN(HttpResponse resp, Send(req));
+  if (resp.status == 201 || resp.status == 204) return absl::OkStatus();
+  if (resp.status == 404) return absl::AbortedError("upload session lost (PUT answered 404)");
+  if (resp.status == 416) return absl::OutOfRangeError("PUT answered 416: asking where to resume");
+  return StatusFromHttp(resp, "PUT blob (commit)");
+}
+
+// Asks the registry how many bytes the session holds and where it now lives.
+absl::Status BlobUploader::Recover() {
+  if (commit_failed_) {
+    ASSIGN_OR_RETURN(bool landed, BlobExists());
+    if (landed) {
+      offset_ = job_.size;
+      location_.clear();
+      commit_failed_ = false;
+      return absl::OkStatus();
+    }
+  }
+  if (location_.empty()) return absl::OkStatus();
+  HttpRequest req;
+  req.method = "GET";
+  req.url = location_;
+  ASSIGN_OR_RETURN(HttpResponse resp, Send(req));
+  if (resp.status == 404) {
+    // distribution 2.8 cancels a session that was touched with a stale
+    // _state: nothing to resume, open a fresh session.
+    LogInfo("upload of ", job_.digest, " to ", job_.repo.String(),
+            ": session gone, starting a fresh one");
+    location_.clear();
+    offset_ = 0;
+    return absl::OkStatus();
+  }
+  if (resp.status != 204 && resp.status != 202 && resp.status != 200) {
+    return StatusFromHttp(resp, "GET upload status");
+  }
+  TakeLocation(resp, req.url);
+  std::optional<int64_t> held = HeldFromRange(resp.Header("range"));
+  int64_t now_held = held.value_or(0);
+  if (now_held == 1 && offset_ == 0) now_held = 0;  // "0-0" also means empty
+  if (now_held > job_.size) {
+    return absl::AbortedError("registry holds more bytes than the blob has");
+  }
+  offset_ = now_held;
+  commit_failed_ = false;
+  return absl::OkStatus();
+}
+
+void BlobUploader::Abandon() {
+  if (location_.empty()) return;
+  HttpRequest req;
+  req.method = "DELETE";
+  req.url = location_;
+  // Not cancellable: this is the clean-up after a cancel.
+  absl::StatusOr<HttpResponse> resp = client_->Send(job_.endpoint, scopes_, std::move(req));
+  if (!resp.ok() || (resp->status != 204 && resp->status != 202 && resp->status != 200 &&
+                     resp->status != 404)) {
+    LogWarning("could not delete abandoned upload session for ", job_.digest, " in ",
+               job_.repo.String());
+  }
+  location_.clear();
+}
+
+absl::StatusOr<LayerOutcomeKind> BlobUploader::Fail(absl::Status st) {
+  Abandon();
+  if (absl::IsOutOfRange(st) || absl::IsAborted(st)) {
+    return absl::UnavailableError(st.message());
+  }
+  return st;
+}
+
+absl::StatusOr<LayerOutcomeKind> BlobUploader::Run() {
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  const RetryPolicy policy = job_.retry.Sanitised();
+  int attempt = 1;
+  bool checked_exists = false;
+  bool tried_mount = job_.mount_from.empty();
+  while (true) {
+    if (Cancelled()) return Fail(absl::CancelledError("upload cancelled"));
+    int64_t before = offset_;
+    bool had_session = !location_.empty();
+    absl::Status st;
+    bool done = false;
+    if (!checked_exists) {
+      absl::StatusOr<bool> exists = BlobExists();
+      st = exists.status();
+      if (st.ok()) {
+        checked_exists = true;
+        if (*exists) return LayerOutcomeKind::kExisted;
+      }
+    } else if (!tried_mount) {
+      absl::StatusOr<bool> mounted = TryMount();
+      st = mounted.status();
+      if (st.ok()) {
+        tried_mount = true;
+        if (*mounted) return LayerOutcomeKind::kMounted;
+      }
+    } else if (must_recover_) {
+      st = Recover();
+      if (st.ok()) {
+        must_recover_ = false;
+        done = offset_ == job_.size && location_.empty();  // the failed commit had landed
+      }
+    } else if (location_.empty()) {
+      st = OpenSession();
+    } else if (offset_ == 0 && job_.size <= job_.monolithic_threshold) {
+      st = SendMonolithic();
+      done = st.ok();
+    } else if (offset_ < job_.size) {
+      st = SendChunk();
+    } else {
+      st = Commit();
+      done = st.ok();
+      commit_failed_ = !st.ok();
+    }
+    if (done) return LayerOutcomeKind::kUploaded;
+    if (st.ok()) {
+      if (offset_ > before || (!had_session && !location_.empty())) attempt = 1;
+      continue;
+    }
+    if (Cancelled() || absl::IsCancelled(st)) return Fail(absl::CancelledError("upload cancelled"));
+    if (!Retryable(st)) return Fail(st);
+    if (attempt >= policy.max_attempts) {
+      return Fail(absl::Status(st.code(), absl::StrCat(st.message(), " (gave up after ", attempt,
+                                                       " attempts)")));
+    }
+    absl::Duration wait = policy.Delay(attempt, std::uniform_real_distribution<>(0, 1)(rng));
+    if (retry_after_.has_value()) wait = std::max(wait, *retry_after_);
+    // Session-level hiccups (416, lost session) resume at once.
+    if (absl::IsOutOfRange(st)) wait = absl::ZeroDuration();
+    if (job_.events.on_retry) {
+      job_.events.on_retry(RetryNotice{attempt, policy.max_attempts, std::string(st.message()), wait});
+    }
+    ++attempt;
+    if (!Sleep(wait)) return Fail(absl::CancelledError("upload cancelled"));
+    // Before data goes out again, ask the registry where we are.
+    must_recover_ = !location_.empty() || commit_failed_;
+  }
+}
+
+}  // namespace regd

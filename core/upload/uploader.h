@@ -1,0 +1,116 @@
+// BlobUploader: the upload state machine for one blob to one repository.
+//
+//   HEAD blob ──present──▶ EXISTED
+//      │ absent
+//   [mount_from] POST ?mount=&from= ──201──▶ MOUNTED   (202: use that session)
+//      │
+//   POST /blobs/uploads/  → session (Location, OCI-Chunk-Min/Max-Length)
+//      │
+//   small blob: PUT Location?digest= with the whole body
+//   large blob: PATCH Location (Content-Range, Content-Length) per chunk,
+//               always following the newest Location; then PUT ?digest=
+//      │
+//   UPLOADED
+//
+// Failures: transport errors and 408/429/5xx are retried with the call's
+// RetryPolicy (a RetryEvent before each wait; Retry-After is a floor on the
+// wait). The attempt count restarts whenever the registry acknowledges new
+// bytes. Before sending data again after a failure, the uploader asks the
+// registry where it is (GET Location → Range + new Location) and resumes from
+// there; 416 also means "ask". If the session is gone (404, as distribution 2.8
+// answers once a partly received body has been appended), it opens a fresh
+// session and starts over, the only case that re-sends from byte 0. A failed
+// final PUT first checks whether the blob landed (HEAD). This is the one place
+// where these resume decisions are made.
+//
+// Cancellation (the flag) stops the transfer promptly; any open session is
+// DELETEd on cancellation and on final failure.
+//
+// One BlobUploader per upload, used by one thread. It borrows the client and
+// the blob, which must outlive Run().
+#ifndef REGD_CORE_UPLOAD_UPLOADER_H_
+#define REGD_CORE_UPLOAD_UPLOADER_H_
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/reference/reference.h"
+#include "core/registry/client.h"
+#include "core/retry/retry.h"
+#include "core/upload/blob_source.h"
+#include "core/upload/types.h"
+
+namespace regd {
+
+struct UploadJob {
+  Endpoint endpoint;
+  Repository repo;
+  std::string digest;
+  int64_t size = 0;
+  const OpenedBlob* blob = nullptr;
+  std::string mount_from;  // repository path on the same registry, or ""
+  int64_t chunk_size = 16 << 20;
+  int64_t monolithic_threshold = 16 << 20;
+  RetryPolicy retry;
+  UploadEvents events;
+  CancelFlag cancelled;
+  // Waits between attempts; returns early (false) when cancelled. Null: real sleep.
+  std::function<bool(absl::Duration)> sleep;
+  Clock* clock = nullptr;
+};
+
+class BlobUploader {
+ public:
+  BlobUploader(RegistryClient* client, UploadJob job);
+
+  // Runs to completion: kUploaded, kExisted or kMounted, or the error.
+  [[nodiscard]] absl::StatusOr<LayerOutcomeKind> Run();
+
+  // Request body bytes this uploader sent (for tests and metrics).
+  int64_t bytes_sent() const { return bytes_sent_; }
+
+ private:
+  enum class Step { kDone, kContinue };
+
+  [[nodiscard]] absl::StatusOr<bool> BlobExists();
+  [[nodiscard]] absl::StatusOr<bool> TryMount();
+  [[nodiscard]] absl::Status OpenSession();
+  [[nodiscard]] absl::Status SendMonolithic();
+  [[nodiscard]] absl::Status SendChunk();
+  [[nodiscard]] absl::Status Commit();
+  [[nodiscard]] absl::Status Recover();
+  [[nodiscard]] absl::StatusOr<LayerOutcomeKind> Fail(absl::Status st);
+  void Abandon();
+
+  [[nodiscard]] absl::StatusOr<HttpResponse> Send(HttpRequest req);
+  // Records Location/Range/Retry-After from a response.
+  void TakeLocation(const HttpResponse& resp, const std::string& request_url);
+  std::string UploadsUrl() const;
+  std::string CommitUrl() const;
+  void ReportProgress(int64_t complete, bool force);
+  bool Cancelled() const { return job_.cancelled && job_.cancelled->load(); }
+  bool Sleep(absl::Duration d);
+
+  RegistryClient* const client_;
+  UploadJob job_;
+  std::vector<std::string> scopes_;
+
+  std::string location_;  // newest upload URL; empty: no session
+  int64_t offset_ = 0;    // bytes the registry holds
+  int64_t chunk_ = 0;
+  bool must_recover_ = false;
+  bool commit_failed_ = false;
+  std::optional<absl::Duration> retry_after_;
+  int64_t bytes_sent_ = 0;
+  absl::Time last_progress_ = absl::InfinitePast();
+  int64_t last_reported_ = -1;
+};
+
+}  // namespace regd
+
+#endif  // REGD_CORE_UPLOAD_UPLOADER_H_

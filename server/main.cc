@@ -1,0 +1,139 @@
+// regd: an OCI/Docker registry client daemon over gRPC.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "core/config.h"
+#include "core/files.h"
+#include "core/log.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "Address to serve on: host:port (port 0 picks one) or unix:/path/to.sock");
+ABSL_FLAG(std::vector<std::string>, insecure_registries, {},
+          "Comma list of registries (host:port) spoken to over plain HTTP; every other "
+          "registry is HTTPS with certificate verification");
+ABSL_FLAG(std::vector<std::string>, allowed_paths, {},
+          "Comma list of directories that file sources (BlobSource.path, OciLayout.path) may "
+          "be read from");
+ABSL_FLAG(std::string, config, "", "JSON file with per-registry settings (see docs/CONFIG.md)");
+ABSL_FLAG(std::string, ready_file, "",
+          "When set, the bound address is written to this file once regd is serving");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(30),
+          "On SIGTERM/SIGINT, how long in-flight calls may run before they are cancelled");
+ABSL_FLAG(absl::Duration, stall_timeout, absl::Seconds(60),
+          "Fail a registry transfer that moves no bytes for this long (slow transfers are fine)");
+ABSL_FLAG(int, max_concurrent_calls, 1024, "Calls served at once; more get RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, chunk_size, 16 << 20, "Default upload chunk size in bytes");
+ABSL_FLAG(int, registry_concurrency, 8, "Default concurrent blob uploads per registry");
+
+namespace regd {
+namespace {
+
+absl::Status WriteReadyFile(const std::string& path, const std::string& address) {
+  std::string tmp = absl::StrCat(path, ".tmp");
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr) return absl::FailedPreconditionError(absl::StrCat("cannot write ", tmp));
+  std::fputs(address.c_str(), f);
+  std::fclose(f);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot rename ", tmp));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ServerOptions> OptionsFromFlags() {
+  ServerOptions o;
+  o.listen = absl::GetFlag(FLAGS_listen);
+  o.max_concurrent_calls = absl::GetFlag(FLAGS_max_concurrent_calls);
+  if (o.max_concurrent_calls < 1) {
+    return absl::InvalidArgumentError("--max_concurrent_calls must be at least 1");
+  }
+  EngineOptions& e = o.engine;
+  for (const std::string& r : absl::GetFlag(FLAGS_insecure_registries)) {
+    if (!r.empty()) e.insecure_registries.push_back(r);
+  }
+  for (const std::string& p : absl::GetFlag(FLAGS_allowed_paths)) {
+    if (!p.empty()) e.allowed_paths.push_back(p);
+  }
+  e.transport.stall_timeout = absl::GetFlag(FLAGS_stall_timeout);
+  if (e.transport.stall_timeout < absl::Seconds(1)) {
+    return absl::InvalidArgumentError("--stall_timeout must be at least 1s");
+  }
+  e.default_chunk_size = absl::GetFlag(FLAGS_chunk_size);
+  if (e.default_chunk_size < (64 << 10)) {
+    return absl::InvalidArgumentError("--chunk_size must be at least 65536");
+  }
+  e.default_registry_concurrency = absl::GetFlag(FLAGS_registry_concurrency);
+  if (e.default_registry_concurrency < 1) {
+    return absl::InvalidArgumentError("--registry_concurrency must be at least 1");
+  }
+  std::string config = absl::GetFlag(FLAGS_config);
+  if (!config.empty()) {
+    absl::StatusOr<std::string> text = ReadSmallFile(config, 1 << 20);
+    if (!text.ok()) return text.status();
+    absl::StatusOr<RegistryConfigMap> parsed = ParseConfigFile(*text);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(config, ": ", parsed.status().message()));
+    }
+    e.registries = *std::move(parsed);
+  }
+  return o;
+}
+
+int Run(int argc, char** argv) {
+  absl::SetProgramUsageMessage("regd: OCI/Docker registry client over gRPC (regd.v1.Registry)");
+  absl::ParseCommandLine(argc, argv);
+
+  // Block the shutdown signals in every thread; one thread sigwaits for them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  absl::StatusOr<ServerOptions> options = OptionsFromFlags();
+  if (!options.ok()) {
+    LogError("regd: ", options.status().message());
+    return 2;
+  }
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::BuildAndStart(*std::move(options));
+  if (!server.ok()) {
+    LogError("regd: ", server.status().message());
+    return 1;
+  }
+  Server* s = server->get();
+  LogInfo("regd listening on ", s->address());
+  std::string ready = absl::GetFlag(FLAGS_ready_file);
+  if (!ready.empty()) {
+    absl::Status st = WriteReadyFile(ready, s->address());
+    if (!st.ok()) LogError("regd: ", st.message());
+  }
+  std::thread signals([s, &sigs] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    LogInfo("received signal ", sig);
+    s->Shutdown(absl::GetFlag(FLAGS_shutdown_grace));
+  });
+  s->Wait();
+  signals.join();
+  server->reset();
+  LogInfo("regd stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace regd
+
+int main(int argc, char** argv) { return regd::Run(argc, argv); }

@@ -1,0 +1,53 @@
+// RegistryService: the regd.v1.Registry gRPC service as thin adapters.
+//
+// Each handler converts the request to core types, runs the Engine call on an
+// Executor worker thread (never on a gRPC callback thread), and converts the
+// result back. Streaming RPCs use StreamReactor.
+//
+// Borrows the Engine and Executor, which must outlive the gRPC server.
+// Thread-safe (stateless beyond those pointers).
+#ifndef REGD_SERVER_REGISTRY_SERVICE_H_
+#define REGD_SERVER_REGISTRY_SERVICE_H_
+
+#include "core/engine.h"
+#include "core/executor.h"
+#include "regd/v1/registry.grpc.pb.h"
+
+namespace regd {
+
+class RegistryService final : public v1::Registry::CallbackService {
+ public:
+  RegistryService(Engine* engine, Executor* executor) : engine_(engine), executor_(executor) {}
+
+  // v1::Registry::CallbackService:
+  grpc::ServerUnaryReactor* Inspect(grpc::CallbackServerContext* ctx, const v1::InspectRequest* req,
+                                    v1::ManifestResult* resp) override;
+  grpc::ServerUnaryReactor* GetImage(grpc::CallbackServerContext* ctx,
+                                     const v1::GetImageRequest* req, v1::Image* resp) override;
+  grpc::ServerUnaryReactor* Exists(grpc::CallbackServerContext* ctx, const v1::ExistsRequest* req,
+                                   v1::ExistsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetDescriptor(grpc::CallbackServerContext* ctx,
+                                          const v1::GetDescriptorRequest* req,
+                                          v1::Descriptor* resp) override;
+  grpc::ServerWriteReactor<v1::BlobChunk>* ReadBlob(grpc::CallbackServerContext* ctx,
+                                                    const v1::ReadBlobRequest* req) override;
+  grpc::ServerWriteReactor<v1::WriteLayerEvent>* WriteLayer(
+      grpc::CallbackServerContext* ctx, const v1::WriteLayerRequest* req) override;
+  grpc::ServerWriteReactor<v1::PushEvent>* PushImage(grpc::CallbackServerContext* ctx,
+                                                     const v1::PushImageRequest* req) override;
+  grpc::ServerUnaryReactor* PushIndex(grpc::CallbackServerContext* ctx,
+                                      const v1::PushIndexRequest* req,
+                                      v1::Descriptor* resp) override;
+
+ private:
+  // Runs `work` on a worker and finishes the unary call with its status.
+  grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* ctx,
+                                     std::function<absl::Status()> work);
+
+  Engine* const engine_;
+  Executor* const executor_;
+};
+
+}  // namespace regd
+
+#endif  // REGD_SERVER_REGISTRY_SERVICE_H_

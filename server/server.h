@@ -1,0 +1,60 @@
+// Server: owns the gRPC server, the Engine, the Executor and the health
+// service, and runs their lifecycle: BuildAndStart → Wait → Shutdown.
+//
+// Shutdown stops accepting calls, gives in-flight calls until the deadline to
+// finish (then cancels them, which stops and cleans up their uploads), and
+// waits for the engine workers. Thread-safe: Shutdown may be called from a
+// signal-handling thread while another thread is in Wait.
+#ifndef REGD_SERVER_SERVER_H_
+#define REGD_SERVER_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/engine.h"
+#include "core/executor.h"
+#include "server/registry_service.h"
+
+namespace regd {
+
+struct ServerOptions {
+  // "host:port" (port 0 picks a free one) or "unix:/path".
+  std::string listen = "127.0.0.1:50051";
+  // Calls running at once; beyond it calls fail with RESOURCE_EXHAUSTED.
+  int max_concurrent_calls = 1024;
+  EngineOptions engine;
+};
+
+class Server {
+ public:
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Server>> BuildAndStart(ServerOptions options);
+  ~Server();
+
+  // The address actually bound: "127.0.0.1:43123" or "unix:/path".
+  const std::string& address() const { return address_; }
+  Engine* engine() const { return engine_.get(); }
+
+  // Blocks until Shutdown completes.
+  void Wait();
+  // Idempotent.
+  void Shutdown(absl::Duration grace);
+
+ private:
+  Server() = default;
+
+  std::string address_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<Executor> executor_;
+  std::unique_ptr<RegistryService> service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  absl::Mutex mu_;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace regd
+
+#endif  // REGD_SERVER_SERVER_H_

@@ -1,0 +1,16 @@
+#include "server/status_util.h"
+
+#include <string>
+
+namespace regd {
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  int code = static_cast<int>(status.code());
+  if (code < 0 || code > static_cast<int>(grpc::StatusCode::UNAUTHENTICATED)) {
+    code = static_cast<int>(grpc::StatusCode::UNKNOWN);
+  }
+  return grpc::Status(static_cast<grpc::StatusCode>(code), std::string(status.message()));
+}
+
+}  // namespace regd
