@@ -40,8 +40,10 @@ EVE = ("eve", "eve-pass")  # authenticates with the issuer, granted nothing
 
 ENV = None
 ISSUER = None
+ANON_ISSUER = None  # no users: anyone gets a token; answers only "access_token", no expires_in
 BASIC = None   # Registry
 TOKEN = None   # Registry
+ANON = None    # Registry behind ANON_ISSUER
 CATS = {}      # "basic"/"token" -> images.Catalogue
 DAEMONS = {}   # "good"/"wrong"/"none"/"eve" -> Daemon
 
@@ -51,7 +53,7 @@ def _grant(user, typ, name, actions):
 
 
 def setUpModule():
-    global ENV, ISSUER, BASIC, TOKEN
+    global ENV, ISSUER, ANON_ISSUER, BASIC, TOKEN, ANON
     ENV = testing.Env(prefix="regd-auth-")
     testing.ACTIVE_ENVS.append(ENV)
     unittest.addModuleCleanup(ENV.close)
@@ -60,9 +62,14 @@ def setUpModule():
     BASIC = ENV.enter(Registry(ENV.workdir, auth="basic", users=dict([BASIC_USER])),
                       "registry-basic")
     TOKEN = ENV.enter(Registry(ENV.workdir, auth="token", token_issuer=ISSUER), "registry-token")
+    ANON_ISSUER = ENV.enter(TokenIssuer(os.path.join(ENV.workdir, "anon-issuer"), users=None,
+                                        token_field="access_token", expires_in=None))
+    ANON = ENV.enter(Registry(ENV.workdir, auth="token", token_issuer=ANON_ISSUER),
+                     "registry-anon-token")
     CATS["basic"] = images.seed_all(ENV.workdir, BASIC.host, creds=BASIC_USER)
     CATS["token"] = images.seed_all(ENV.workdir, TOKEN.host, creds=TOKEN_USER)
-    insecure = [BASIC.host, TOKEN.host]
+    CATS["anon"] = images.seed_all(ENV.workdir, ANON.host)
+    insecure = [BASIC.host, TOKEN.host, ANON.host]
     configs = {
         "good": {BASIC.host: BASIC_USER, TOKEN.host: TOKEN_USER},
         "wrong": {BASIC.host: (BASIC_USER[0], "not-the-password"),
@@ -117,16 +124,17 @@ class Calls:
 # -- reads that must work -------------------------------------------------------------------
 
 class _AuthReads:
-    """Mixin: key reads through a registry; subclasses set MODE and CREDS."""
+    """Mixin: key reads through a registry; subclasses set MODE, CREDS and DAEMON."""
     MODE = None
     CREDS = None
+    DAEMON = "good"
 
     @property
     def cat(self):
         return CATS[self.MODE]
 
     def calls(self):
-        return Calls(DAEMONS["good"])
+        return Calls(DAEMONS[self.DAEMON])
 
     def test_inspect_single(self):
         img = self.cat.single
@@ -206,6 +214,13 @@ class TokenAuthReadTest(_AuthReads, testing.IntegrationCase):
     CREDS = TOKEN_USER
 
 
+class AnonymousTokenReadTest(_AuthReads, testing.IntegrationCase):
+    """A public registry: anonymous tokens, an `access_token` answer without expires_in."""
+    MODE = "anon"
+    CREDS = None
+    DAEMON = "none"
+
+
 # -- credentials that must fail ------------------------------------------------------------------
 
 class RefusedTest(testing.IntegrationCase):
@@ -259,9 +274,13 @@ class TokenCacheTest(testing.IntegrationCase):
             ENV.logs.append(("regd-token-cache", d.stderr_path))
             ISSUER.reset()
             c = Calls(d)
+            repo = "%s/%s" % (img.host, img.repo)
             ops = [lambda: self.assertTrue(c.exists(img.ref).exists),
                    lambda: self.assertEqual(c.inspect(img.ref).digest, img.digest),
-                   lambda: self.assertEqual(c.get_descriptor(img.ref).digest, img.digest)]
+                   lambda: self.assertEqual(c.get_descriptor(img.ref).digest, img.digest),
+                   lambda: self.assertEqual(c.get_image(img.ref).raw_config, img.config.data),
+                   lambda: self.assertEqual(c.read_blob(repo, img.config.digest),
+                                            img.config.data)]
             errors = []
             barrier = threading.Barrier(10)
 

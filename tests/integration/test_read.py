@@ -172,6 +172,10 @@ class InspectTest(ReadCase):
         ref = "%s/%s:v1@%s" % (REG.host, CAT.single.repo, CAT.single.digest)
         self.assertSingleManifestResult(inspect(ref), CAT.single)
 
+    def test_digest_wins_over_tag(self):
+        ref = "%s/%s:no-such-tag@%s" % (REG.host, CAT.single.repo, CAT.single.digest)
+        self.assertSingleManifestResult(inspect(ref), CAT.single)
+
     def test_docker_schema2(self):
         r = inspect(CAT.docker.ref)
         self.assertEqual(r.media_type, images.DOCKER_MANIFEST)
@@ -295,6 +299,7 @@ def absent_refs():
         "%s/no-such-repo" % h,  # implicit :latest
         "%s/%s@%s" % (h, CAT.single.repo, absent_digest()),
         "%s/test/no-such-repo@%s" % (h, CAT.single.digest),
+        "%s/%s@%s" % (h, CAT.multi.repo, CAT.single.digest),  # digest of another repo
     ]
 
 
@@ -509,9 +514,114 @@ class ReadBlobTest(ReadCase):
                                     timeout=T_BAD)
                 self.assertTrue(exists(CAT.single.ref).exists)
 
+    def test_offset_at_end(self):
+        # Nothing left to read: an empty stream, or OUT_OF_RANGE. Never a retryable error.
+        blob = CAT.single.config
+        try:
+            data, _ = read_blob(host_repo(CAT.single), blob.digest, offset=blob.size,
+                                timeout=T_BAD)
+        except grpc.RpcError as e:
+            self.assertIn(e.code(), (grpc.StatusCode.OUT_OF_RANGE,
+                                     grpc.StatusCode.INVALID_ARGUMENT),
+                          "offset == size: %s %s" % (e.code().name, e.details()))
+        else:
+            self.assertEqual(data, b"")
+
+    def test_offset_past_end(self):
+        blob = CAT.single.config
+        self.assertRpcError((grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.INVALID_ARGUMENT),
+                            read_blob, host_repo(CAT.single), blob.digest,
+                            offset=blob.size + 10, timeout=T_BAD)
+
+    def test_cancel_mid_stream(self):
+        big = max(CAT.single.layers, key=lambda b: b.size)
+        it = D.stub.ReadBlob(pb.ReadBlobRequest(repo=host_repo(CAT.single), digest=big.digest),
+                             timeout=T)
+        first = next(it)
+        self.assertEqual(first.data, big.data[:len(first.data)])
+        it.cancel()
+        with self.assertRaises(grpc.RpcError) as cm:
+            for _ in it:
+                pass
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.CANCELLED)
+        # tearDown checks the daemon still serves.
+
     def test_negative_offset(self):
         self.assertRpcError(grpc.StatusCode.INVALID_ARGUMENT, read_blob, host_repo(CAT.single),
                             CAT.single.config.digest, offset=-1, timeout=T_BAD)
+
+
+# -- Corrupted content ---------------------------------------------------------------------------
+
+class CorruptionTest(ReadCase):
+    """Bytes that do not match their digest must fail with DATA_LOSS (never be returned)."""
+
+    @classmethod
+    def setUpClass(cls):
+        # An image of its own (blobs are shared by digest across repos in the store).
+        cls.img = images.build_image("corrupt", {"org.example.corrupt": "yes"},
+                                     layer_sizes=(700 * 1024,))
+        images.push(cls.img, ENV.workdir, REG.host, "test/corrupt", "v1")
+        cls.layer = cls.img.layers[0]
+        for blob, pos in ((cls.img.config, 5), (cls.layer, cls.layer.size - 3)):
+            path = REG.blob_data_path(blob.digest)
+            with open(path, "r+b") as f:
+                f.seek(pos)
+                b = f.read(1)
+                f.seek(pos)
+                f.write(bytes([b[0] ^ 0x01]))
+
+    def test_read_blob_from_zero_is_data_loss(self):
+        for blob in (self.img.config, self.layer):
+            with self.subTest(blob.digest):
+                self.assertRpcError(grpc.StatusCode.DATA_LOSS, read_blob, host_repo(self.img),
+                                    blob.digest)
+
+    def test_read_blob_from_offset_is_not_verified(self):
+        data, _ = read_blob(host_repo(self.img), self.layer.digest, offset=10)
+        self.assertEqual(len(data), self.layer.size - 10)
+        self.assertNotEqual(data, self.layer.data[10:])  # served as stored, corrupted
+
+    def test_get_image_verifies_config(self):
+        self.assertRpcError(grpc.StatusCode.DATA_LOSS, get_image, self.img.ref)
+
+    def test_inspect_verifies_config(self):
+        self.assertRpcError(grpc.StatusCode.DATA_LOSS, inspect, self.img.ref)
+
+
+# -- Registry requests per RPC ------------------------------------------------------------------------
+
+class RequestCountTest(ReadCase):
+    """What each RPC asks of the registry, read from the registry's access log."""
+
+    def requests_of(self, fn, repo):
+        exists(CAT.single.ref)  # warm up: ping and any auth are done
+        mark = REG.log_size()
+        fn()
+        log = REG.access_log_since(mark)
+        return [(m, p) for m, p, _ in log if p.startswith("/v2/%s/" % repo)], log
+
+    def test_exists_is_one_head(self):
+        for ref in (CAT.single.ref, CAT.multi.ref, absent_refs()[0]):
+            with self.subTest(ref):
+                reqs, log = self.requests_of(lambda: exists(ref), CAT.single.repo
+                                             if CAT.single.repo in ref else CAT.multi.repo)
+                self.assertEqual([m for m, _ in reqs], ["HEAD"], log)
+
+    def test_get_descriptor_is_one_head(self):
+        reqs, log = self.requests_of(lambda: get_descriptor(CAT.single.ref), CAT.single.repo)
+        self.assertEqual([m for m, _ in reqs], ["HEAD"], log)
+
+    def test_inspect_gets_each_manifest_once(self):
+        # Manifest GETs count against pull limits on Docker Hub.
+        reqs, log = self.requests_of(lambda: inspect(CAT.single.ref), CAT.single.repo)
+        manifest_gets = [p for m, p in reqs if m == "GET" and "/manifests/" in p]
+        self.assertEqual(len(manifest_gets), 1, log)
+
+    def test_get_image_gets_each_manifest_once(self):
+        reqs, log = self.requests_of(lambda: get_image(CAT.single.ref), CAT.single.repo)
+        manifest_gets = [p for m, p in reqs if m == "GET" and "/manifests/" in p]
+        self.assertEqual(len(manifest_gets), 1, log)
 
 
 # -- Bad references --------------------------------------------------------------------------------
