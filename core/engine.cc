@@ -186,10 +186,13 @@ absl::StatusOr<std::map<std::string, std::string>> Engine::LabelsOf(const Reposi
 }
 
 // Resolves `ref` to a single manifest, choosing from an index by platform.
+// `fetched` holds the top manifest when it was fetched already (raw non-empty).
 absl::StatusOr<Manifest> Engine::ResolveImage(const Reference& ref,
                                               const std::optional<Platform>& platform,
                                               Fetched* fetched) {
-  ASSIGN_OR_RETURN(*fetched, FetchManifest(ref.repo, ref.Identifier()));
+  if (fetched->raw.empty()) {
+    ASSIGN_OR_RETURN(*fetched, FetchManifest(ref.repo, ref.Identifier()));
+  }
   if (fetched->kind == ManifestKind::kManifest) {
     if (platform.has_value()) {
       return absl::FailedPreconditionError(absl::StrCat(

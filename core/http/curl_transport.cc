@@ -183,7 +183,10 @@ absl::StatusOr<HttpResponse> CurlTransport::Send(const HttpRequest& req) {
   if (easy->handle == nullptr) return absl::ResourceExhaustedError("curl_easy_init failed");
   CURL* c = easy->handle.get();
   HttpResponse resp;
-  Transfer t{&req, c, &resp};
+  Transfer t;
+  t.req = &req;
+  t.easy = c;
+  t.resp = &resp;
 
   curl_easy_setopt(c, CURLOPT_SHARE, share_->handle.get());
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -255,6 +258,9 @@ absl::StatusOr<HttpResponse> CurlTransport::Send(const HttpRequest& req) {
   Release(std::move(easy));
 
   if (rc == CURLE_OK) return resp;
+  // An error answer whose body was cut short (a 416 that declares the blob's
+  // length, say) is still a complete answer as far as its status goes.
+  if (rc == CURLE_PARTIAL_FILE && resp.status >= 300) return resp;
   if (!t.body_error.ok()) return t.body_error;
   if (t.too_large) {
     return absl::ResourceExhaustedError(
