@@ -87,7 +87,7 @@ void BlobUploader::ReportProgress(int64_t complete, bool force) {
   if (!job_.events.on_progress) return;
   absl::Time now = job_.clock->Now();
   if (!force && now - last_progress_ < absl::Milliseconds(50)) return;
-  if (complete == last_reported_ && !force) return;
+  if (complete == last_reported_) return;
   last_progress_ = now;
   last_reported_ = complete;
   job_.events.on_progress(complete, job_.size);
