@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import grpc  # noqa: E402
 
-from fixtures import images, stubs, testing, util  # noqa: E402
+from fixtures import cred_helper, images, stubs, testing, util  # noqa: E402
 from fixtures.daemon import Daemon  # noqa: E402
 from fixtures.registry import Registry  # noqa: E402
 from fixtures.token_issuer import TokenIssuer  # noqa: E402
@@ -37,6 +37,7 @@ NOT_FOUND_MSG = "image reference not found"
 BASIC_USER = ("alice", "wonderland")
 TOKEN_USER = ("bob", "builder")
 EVE = ("eve", "eve-pass")  # authenticates with the issuer, granted nothing
+REFRESH_TOKEN = "regd-test-refresh-token"  # docker "identitytoken" for bob
 
 ENV = None
 ISSUER = None
@@ -58,7 +59,8 @@ def setUpModule():
     testing.ACTIVE_ENVS.append(ENV)
     unittest.addModuleCleanup(ENV.close)
     ISSUER = ENV.enter(TokenIssuer(os.path.join(ENV.workdir, "issuer"),
-                                   users=dict([TOKEN_USER, EVE]), grant=_grant))
+                                   users=dict([TOKEN_USER, EVE]), grant=_grant,
+                                   refresh_tokens={REFRESH_TOKEN: TOKEN_USER[0]}))
     BASIC = ENV.enter(Registry(ENV.workdir, auth="basic", users=dict([BASIC_USER])),
                       "registry-basic")
     TOKEN = ENV.enter(Registry(ENV.workdir, auth="token", token_issuer=ISSUER), "registry-token")
@@ -262,6 +264,78 @@ class RefusedTest(testing.IntegrationCase):
         # eve gets tokens, but they grant no action; the registry keeps answering 401.
         self.check_refused("eve", "token", (grpc.StatusCode.UNAUTHENTICATED,
                                             grpc.StatusCode.PERMISSION_DENIED))
+
+
+# -- other credential sources ---------------------------------------------------------------------
+
+class CredentialSourcesTest(testing.IntegrationCase):
+    """credHelpers, credsStore, identitytoken and registrytoken in the docker config."""
+
+    def start(self, docker_config, env=None):
+        d = Daemon(ENV.workdir, insecure_registries=[BASIC.host, TOKEN.host],
+                   docker_config=docker_config, env=env)
+        d.start()
+        self.addCleanup(d.stop)
+        ENV.logs.append(("regd-creds-%d" % d.n, d.stderr_path))
+        return d
+
+    def helper(self, creds):
+        directory = os.path.join(ENV.workdir, "helper-%s" % self.id().rsplit(".", 1)[-1])
+        bin_dir = cred_helper.install(directory, "regdtest", creds)
+        return directory, {"PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+
+    def assertReads(self, d, modes=("basic", "token")):
+        c = Calls(d)
+        for mode in modes:
+            img = CATS[mode].single
+            self.assertEqual(c.inspect(img.ref).digest, img.digest)
+            self.assertEqual(c.read_blob("%s/%s" % (img.host, img.repo), img.config.digest),
+                             img.config.data)
+
+    def test_cred_helpers(self):
+        directory, env = self.helper({BASIC.host: BASIC_USER, TOKEN.host: TOKEN_USER})
+        d = self.start({"credHelpers": {BASIC.host: "regdtest", TOKEN.host: "regdtest"}}, env)
+        self.assertReads(d)
+        self.assertEqual(set(cred_helper.queries(directory, "regdtest")), {BASIC.host, TOKEN.host})
+
+    def test_cred_helper_wins_over_auths(self):
+        directory, env = self.helper({BASIC.host: BASIC_USER})
+        wrong = util.basic_auth_header(BASIC_USER[0], "wrong")[len("Basic "):]
+        d = self.start({"credHelpers": {BASIC.host: "regdtest"},
+                        "auths": {BASIC.host: {"auth": wrong}}}, env)
+        self.assertReads(d, ("basic",))
+
+    def test_creds_store(self):
+        directory, env = self.helper({BASIC.host: BASIC_USER, TOKEN.host: TOKEN_USER})
+        d = self.start({"credsStore": "regdtest"}, env)
+        self.assertReads(d)
+
+    def test_creds_store_without_entry(self):
+        directory, env = self.helper({})
+        d = self.start({"credsStore": "regdtest"}, env)
+        img = CATS["basic"].single
+        self.assertRpcError(grpc.StatusCode.UNAUTHENTICATED, Calls(d).inspect, img.ref)
+        self.assertTrue(cred_helper.queries(directory, "regdtest"))
+
+    def test_identity_token(self):
+        # docker's "identitytoken" is an OAuth2 refresh token: POST grant_type=refresh_token.
+        d = self.start({"auths": {TOKEN.host: {"identitytoken": REFRESH_TOKEN}}})
+        ISSUER.reset()
+        self.assertReads(d, ("token",))
+        reqs = ISSUER.requests()
+        self.assertTrue(reqs, "no token request")
+        self.assertTrue(all(r["grant_type"] == "refresh_token" and r["status"] == 200
+                            for r in reqs), json.dumps(reqs))
+
+    def test_registry_token(self):
+        # docker's "registrytoken" is a bearer token sent as it is.
+        img = CATS["token"].single
+        jwt = ISSUER.make_token(TOKEN_USER[0], ["repository:%s:pull" % img.repo],
+                                expires_in=600)
+        d = self.start({"auths": {TOKEN.host: {"registrytoken": jwt}}})
+        ISSUER.reset()
+        self.assertReads(d, ("token",))
+        self.assertEqual(ISSUER.requests(), [])
 
 
 # -- token caching ------------------------------------------------------------------------------------

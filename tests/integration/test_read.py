@@ -650,10 +650,37 @@ def bad_refs():
         "%s/test/single:%s" % (h, "t" * 129),
         "%s/test/single@sha256:%s" % (h, "a" * 63),
         "%s/test/single@sha256:%s" % (h, "g" * 64),
+        "%s/test/single:.tag" % h,
+        "%s/test/single:-tag" % h,
+        "%s/test/a___b" % h,
+        "%s/test/a..b" % h,
+        "%s/test/a_-b" % h,
+        "%s/TEST/single" % h,
+        "%s/%s" % (h, "a" * 300),  # name longer than 255 characters
+    ]
+
+
+def valid_absent_refs():
+    """Unusual but valid references (nothing is pushed there): NOT_FOUND / exists=false."""
+    h = REG.host
+    return [
+        "%s/test/a__b" % h,
+        "%s/test/a--b" % h,
+        "%s/test/a.b_c-d" % h,
+        "%s/test/x:%s" % (h, "T" * 128),
+        "%s/test/x:_tag" % h,
+        "%s/%s" % (h, "/".join(["a"] * 10)),
+        "%s/test/x:v1@%s" % (h, absent_digest()),
     ]
 
 
 class BadRefTest(ReadCase):
+    def test_valid_unusual_refs_are_not_rejected(self):
+        for ref in valid_absent_refs():
+            with self.subTest(ref):
+                self.assertFalse(exists(ref, timeout=T_BAD).exists)
+                self.assertNotFound(get_descriptor, ref, timeout=T_BAD)
+
     def test_invalid_argument(self):
         calls = (("Inspect", inspect), ("GetImage", get_image), ("Exists", exists),
                  ("GetDescriptor", get_descriptor))
