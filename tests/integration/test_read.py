@@ -181,6 +181,17 @@ class InspectTest(ReadCase):
         self.assertEqual(r.media_type, images.DOCKER_MANIFEST)
         self.assertSingleManifestResult(r, CAT.docker)
 
+    def test_config_without_labels(self):
+        # "{}" (OCI empty config of an artifact) and "Labels": null both mean no labels.
+        for img in (CAT.bare, CAT.nolabels):
+            with self.subTest(img.repo):
+                r = inspect(img.ref)
+                self.assertEqual(r.media_type, images.OCI_MANIFEST)
+                self.assertEqual(r.digest, sha(skopeo_raw(img.ref)))
+                self.assertEqual(r.config, img.config.digest)
+                self.assertEqual(list(r.layers), [l.digest for l in img.layers])
+                self.assertEqual(dict(r.labels), {})
+
     def test_platform_on_single_manifest_fails_precondition(self):
         for img in (CAT.single, CAT.docker):
             with self.subTest(img.repo):
@@ -337,6 +348,13 @@ class GetImageTest(ReadCase):
     def test_single_by_digest(self):
         self.assertImage(get_image(CAT.single.digest_ref), CAT.single)
 
+    def test_artifact_with_empty_config(self):
+        got = get_image(CAT.bare.ref)
+        self.assertEqual(got.raw_config, b"{}")
+        self.assertEqual(got.config.media_type, "application/vnd.oci.empty.v1+json")
+        self.assertImage(got, CAT.bare)
+        self.assertImage(get_image(CAT.nolabels.ref), CAT.nolabels)
+
     def test_docker_schema2(self):
         got = get_image(CAT.docker.ref)
         self.assertEqual(got.descriptor.media_type, images.DOCKER_MANIFEST)
@@ -442,7 +460,7 @@ class GetDescriptorTest(ReadCase):
 # -- ReadBlob -------------------------------------------------------------------------------------
 
 def all_single_images():
-    return [CAT.single, CAT.docker] + all_children()
+    return [CAT.single, CAT.docker, CAT.bare, CAT.nolabels] + all_children()
 
 
 class ReadBlobTest(ReadCase):
