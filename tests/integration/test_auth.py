@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -336,6 +337,63 @@ class CredentialSourcesTest(testing.IntegrationCase):
         ISSUER.reset()
         self.assertReads(d, ("token",))
         self.assertEqual(ISSUER.requests(), [])
+
+
+# -- token lifetime and rejection --------------------------------------------------------------
+
+class TokenLifecycleTest(testing.IntegrationCase):
+    """A registry of its own whose issuer hands out short-lived tokens."""
+    LIFETIME = 6  # seconds
+
+    @classmethod
+    def setUpClass(cls):
+        cls.issuer = ENV.enter(TokenIssuer(os.path.join(ENV.workdir, "short-issuer"),
+                                           users=dict([TOKEN_USER]), expires_in=cls.LIFETIME))
+        cls.reg = ENV.enter(Registry(ENV.workdir, auth="token", token_issuer=cls.issuer),
+                            "registry-short-token")
+        cls.img = images.build_image("lifecycle", {"org.example.t": "lifecycle"},
+                                     layer_sizes=(1000,))
+        images.push(cls.img, ENV.workdir, cls.reg.host, "test/lifecycle", "v1", creds=TOKEN_USER)
+
+    def daemon(self):
+        d = Daemon(ENV.workdir, insecure_registries=[self.reg.host],
+                   auths={self.reg.host: TOKEN_USER})
+        d.start()
+        self.addCleanup(d.stop)
+        ENV.logs.append(("regd-lifecycle-%d" % d.n, d.stderr_path))
+        return d
+
+    def test_token_is_fetched_again_after_expiry(self):
+        c = Calls(self.daemon())
+        self.issuer.reset()
+        start = time.monotonic()
+        for _ in range(5):
+            self.assertTrue(c.exists(self.img.ref).exists)
+        self.assertLess(time.monotonic() - start, 2, "machine too slow for this test")
+        self.assertEqual(self.issuer.count_for_repo(self.img.repo), 1,
+                         json.dumps(self.issuer.requests()))
+        time.sleep(self.LIFETIME + 0.5 - (time.monotonic() - start))
+        self.assertTrue(c.exists(self.img.ref).exists)
+        self.assertEqual(self.issuer.count_for_repo(self.img.repo), 2,
+                         "an expired token must be replaced: %s" % json.dumps(self.issuer.requests()))
+
+    def test_rejected_token_is_replaced(self):
+        # The registry restarts trusting a new issuer key: the cached token now
+        # gets 401, and regd must fetch a new one and succeed.
+        c = Calls(self.daemon())
+        self.assertEqual(c.inspect(self.img.ref).digest, self.img.digest)
+        self.issuer.reset()
+        self.issuer.rotate_key()
+        self.reg.restart()
+        mark = self.reg.log_size()
+        self.assertEqual(c.inspect(self.img.ref).digest, self.img.digest)
+        statuses = [st for _, p, st in self.reg.access_log_since(mark)
+                    if p.startswith("/v2/%s/" % self.img.repo)]
+        self.assertIn(401, statuses, "the old token was not rejected; the test proves nothing")
+        self.assertEqual(c.read_blob("%s/%s" % (self.reg.host, self.img.repo),
+                                     self.img.config.digest), self.img.config.data)
+        self.assertEqual(self.issuer.count_for_repo(self.img.repo), 1,
+                         json.dumps(self.issuer.requests()))
 
 
 # -- token caching ------------------------------------------------------------------------------------
