@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -128,6 +129,12 @@ int Run(int argc, char** argv) {
   });
   s->Wait();
   signals.join();
+  if (!s->drained()) {
+    // Work that outlived the grace period must not run against a destroyed
+    // engine: leave without running destructors.
+    LogWarning("regd stopped with engine work still running");
+    std::_Exit(0);
+  }
   server->reset();
   LogInfo("regd stopped");
   return 0;

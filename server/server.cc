@@ -67,7 +67,14 @@ void Server::Shutdown(absl::Duration grace) {
   grpc_server_->Shutdown(absl::ToChronoTime(deadline));
   if (!executor_->Drain(absl::Now() + absl::Seconds(10))) {
     LogWarning("shutdown: ", executor_->running(), " engine tasks still running");
+    absl::MutexLock lock(&mu_);
+    drained_ = false;
   }
+}
+
+bool Server::drained() {
+  absl::MutexLock lock(&mu_);
+  return drained_;
 }
 
 }  // namespace regd

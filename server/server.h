@@ -42,6 +42,9 @@ class Server {
   void Wait();
   // Idempotent.
   void Shutdown(absl::Duration grace);
+  // After Shutdown: false when engine work was still running at its deadline
+  // (the caller should then exit without destroying the Server).
+  bool drained();
 
  private:
   Server() = default;
@@ -53,6 +56,7 @@ class Server {
   std::unique_ptr<grpc::Server> grpc_server_;
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool drained_ ABSL_GUARDED_BY(mu_) = true;
 };
 
 }  // namespace regd
