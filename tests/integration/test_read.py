@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -562,6 +563,18 @@ class ReadBlobTest(ReadCase):
             for _ in it:
                 pass
         self.assertEqual(cm.exception.code(), grpc.StatusCode.CANCELLED)
+        # tearDown checks the daemon still serves.
+
+    def test_deadline_mid_stream(self):
+        big = max(CAT.single.layers, key=lambda b: b.size)
+        it = D.stub.ReadBlob(pb.ReadBlobRequest(repo=host_repo(CAT.single), digest=big.digest),
+                             timeout=0.5)
+        next(it)
+        time.sleep(0.7)  # stop reading; the deadline passes with the stream open
+        with self.assertRaises(grpc.RpcError) as cm:
+            for _ in it:
+                pass
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
         # tearDown checks the daemon still serves.
 
     def test_negative_offset(self):
