@@ -3,6 +3,7 @@
 #include <cctype>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "core/status_macros.h"
@@ -66,14 +67,8 @@ absl::Status ValidateDomain(absl::string_view input, absl::string_view domain) {
     if (colon != absl::string_view::npos && domain[colon] != ':') {
       return Invalid(input, "junk after IPv6 address in registry");
     }
-  } else if (colon != absl::string_view::npos) {
-    host = domain.substr(0, colon);
-    for (absl::string_view part : absl::StrSplit(host, '.')) {
-      if (!ValidDomainComponent(part)) {
-        return Invalid(input, absl::StrCat("bad registry host \"", host, "\""));
-      }
-    }
   } else {
+    if (colon != absl::string_view::npos) host = domain.substr(0, colon);
     for (absl::string_view part : absl::StrSplit(host, '.')) {
       if (!ValidDomainComponent(part)) {
         return Invalid(input, absl::StrCat("bad registry host \"", host, "\""));
@@ -82,8 +77,10 @@ absl::Status ValidateDomain(absl::string_view input, absl::string_view domain) {
   }
   if (colon != absl::string_view::npos) {
     absl::string_view port = domain.substr(colon + 1);
+    int port_number = 0;
     if (port.empty() || port.size() > 5 ||
-        port.find_first_not_of("0123456789") != absl::string_view::npos) {
+        port.find_first_not_of("0123456789") != absl::string_view::npos ||
+        !absl::SimpleAtoi(port, &port_number) || port_number < 1 || port_number > 65535) {
       return Invalid(input, absl::StrCat("bad registry port \"", port, "\""));
     }
   }
