@@ -27,12 +27,14 @@ RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DREGD_BUILD_TESTS=O
 
 FROM debian:12-slim AS runtime
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# Runtime counterparts of the build stage's -dev packages; they pull in
-# libgrpc29, libssl3, libre2-9, libc-ares2 and zlib themselves.
+# Runtime counterparts of the build stage's -dev packages: exactly the owners
+# of regd's DT_NEEDED libraries (libgrpc++ and libgrpc++_reflection, libgpr,
+# libprotobuf, libcurl, libcrypto, libabsl_*); libc6/libstdc++6 are in the base.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libgrpc++1.51 libprotobuf32 libcurl4 libabsl20220623 ca-certificates \
+      libgrpc++1.51 libgrpc29 libprotobuf32 libcurl4 libssl3 libabsl20220623 \
+      ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 regd \
  && useradd --system --uid 10001 --gid regd --no-create-home \

@@ -14,7 +14,8 @@
 #            a directory inside the daemon's --allowed_paths. Adds uploads to
 #            REF's repository: each example's write-layer (by path, then the
 #            same bytes inline), and the python example's read-blob and
-#            push-image (of a demo OCI layout, to the tag regd-examples-push).
+#            push-image (of a demo OCI layout, to the tag regd-examples-push;
+#            with --self-contained to a fresh repository, plus a mount).
 # --self-contained
 #            starts everything itself on loopback: a docker-registry with temp
 #            storage, seeded by seed_demo_image.sh, and $REGD_BIN (default
@@ -282,17 +283,31 @@ upload_checks() {
   if run read-blob 0 python read-blob "$repo" "$digest" --out "$work/python.read-back"; then
     check "python read-blob returns the uploaded bytes" cmp -s "$work/python.read-back" "$dir/python.blob"
   fi
-  local want pushed="$repo:regd-examples-push"
+  # A fresh repository (self-contained) makes push-image really upload, and
+  # lets a mount from REF's repository be tried; an existing one (a registry
+  # we do not own) only gets a tag.
+  local want pushed="$repo:regd-examples-push" fresh=0
+  if [[ $self_contained == 1 ]]; then pushed="${repo%/*}/pushed-$$:latest" fresh=1; fi
   want=$("$here/seed_demo_image.sh" --layout-dir "$dir/layout" --no-push 2>"$work/layout.err") \
     || { not_ok "build a demo OCI layout"; show "$work/layout.err"; return; }
   chmod -R a+rX "$dir/layout"
   if run push-image 0 python push-image "$pushed" --layout "$dir/layout"; then
     check_eq "python push-image pushed manifest $want" \
       "$(jget "$work/python.push-image.out" descriptor digest)" "$want"
-    check "python push-image printed per-blob events" grep -q 'done:' "$work/python.push-image.err"
+    if [[ $fresh == 1 ]]; then
+      check_eq "python push-image uploaded both blobs to a fresh repository" \
+        "$(grep -c 'done: UPLOADED' "$work/python.push-image.err")" 2
+    else
+      check "python push-image printed per-blob events" grep -q 'done:' "$work/python.push-image.err"
+    fi
     run inspect-pushed 0 python inspect "$pushed" &&
       check_eq "python inspect of the pushed image shows its labels" \
         "$(jget "$work/python.inspect-pushed.out" labels io.regd.demo)" hello
+  fi
+  if [[ $fresh == 1 ]]; then
+    run write-layer-mount 0 python write-layer --mount-from "$repo" "$(repo_of "$pushed")" "$dir/python.blob" &&
+      check_eq "python write-layer --mount-from is MOUNTED" \
+        "$(jget "$work/python.write-layer-mount.out" outcome)" MOUNTED
   fi
   rm -rf "$dir"
 }
