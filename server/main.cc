@@ -1,5 +1,6 @@
 // regd: an OCI/Docker registry client daemon over gRPC.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
@@ -29,7 +31,10 @@ ABSL_FLAG(std::vector<std::string>, allowed_paths, {},
           "be read from");
 ABSL_FLAG(std::string, config, "", "JSON file with per-registry settings (see docs/CONFIG.md)");
 ABSL_FLAG(std::string, ready_file, "",
-          "When set, the bound address is written to this file once regd is serving");
+          "When set, the bound address is written to this file once regd is serving (and the "
+          "file is removed at start and at shutdown)");
+ABSL_FLAG(std::string, unix_socket_mode, "",
+          "Octal permissions for a unix:/ listening socket, e.g. 0660 (default: the umask's)");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(30),
           "On SIGTERM/SIGINT, how long in-flight calls may run before they are cancelled");
 ABSL_FLAG(absl::Duration, stall_timeout, absl::Seconds(60),
@@ -49,6 +54,24 @@ absl::Status WriteReadyFile(const std::string& path, const std::string& address)
   std::fclose(f);
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     return absl::FailedPreconditionError(absl::StrCat("cannot rename ", tmp));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplySocketMode(const std::string& address, const std::string& mode) {
+  if (mode.empty()) return absl::OkStatus();
+  if (!absl::StartsWith(address, "unix:")) {
+    return absl::InvalidArgumentError("--unix_socket_mode needs a unix: --listen address");
+  }
+  unsigned long bits = 0;
+  char* end = nullptr;
+  bits = std::strtoul(mode.c_str(), &end, 8);
+  if (end == mode.c_str() || *end != '\0' || bits > 0777) {
+    return absl::InvalidArgumentError(absl::StrCat("--unix_socket_mode \"", mode, "\" is not octal"));
+  }
+  std::string path = address.substr(5);
+  if (::chmod(path.c_str(), static_cast<mode_t>(bits)) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot chmod ", path));
   }
   return absl::OkStatus();
 }
@@ -109,6 +132,8 @@ int Run(int argc, char** argv) {
     LogError("regd: ", options.status().message());
     return 2;
   }
+  const std::string ready = absl::GetFlag(FLAGS_ready_file);
+  if (!ready.empty()) std::remove(ready.c_str());  // a stale one must not say "ready"
   absl::StatusOr<std::unique_ptr<Server>> server = Server::BuildAndStart(*std::move(options));
   if (!server.ok()) {
     LogError("regd: ", server.status().message());
@@ -116,10 +141,12 @@ int Run(int argc, char** argv) {
   }
   Server* s = server->get();
   LogInfo("regd listening on ", s->address());
-  std::string ready = absl::GetFlag(FLAGS_ready_file);
-  if (!ready.empty()) {
-    absl::Status st = WriteReadyFile(ready, s->address());
-    if (!st.ok()) LogError("regd: ", st.message());
+  absl::Status setup = ApplySocketMode(s->address(), absl::GetFlag(FLAGS_unix_socket_mode));
+  if (setup.ok() && !ready.empty()) setup = WriteReadyFile(ready, s->address());
+  if (!setup.ok()) {
+    LogError("regd: ", setup.message());
+    s->Shutdown(absl::ZeroDuration());
+    return 1;
   }
   std::thread signals([s, &sigs] {
     int sig = 0;
@@ -129,6 +156,7 @@ int Run(int argc, char** argv) {
   });
   s->Wait();
   signals.join();
+  if (!ready.empty()) std::remove(ready.c_str());
   if (!s->drained()) {
     // Work that outlived the grace period must not run against a destroyed
     // engine: leave without running destructors.
