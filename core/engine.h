@@ -32,6 +32,7 @@
 #include "core/registry/client.h"
 #include "core/retry/retry.h"
 #include "core/upload/blob_source.h"
+#include "core/upload/digest_cache.h"
 #include "core/upload/registry_slots.h"
 #include "core/upload/shared_uploads.h"
 #include "core/upload/types.h"
@@ -195,6 +196,7 @@ class Engine {
   std::unique_ptr<RegistryClient> client_;
   std::unique_ptr<SharedUploads> uploads_;
   std::unique_ptr<RegistrySlots> slots_;
+  DigestCache digests_;
 };
 
 }  // namespace regd

@@ -89,7 +89,13 @@ absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(const BlobSpec& spec,
                                                    " bytes, the source has ", p.blob->size()));
   }
   if (spec.digest.empty()) {
-    ASSIGN_OR_RETURN(p.descriptor.digest, p.blob->ComputeDigest("sha256"));
+    const OpenedBlob* blob = p.blob.get();
+    auto compute = [blob] { return blob->ComputeDigest("sha256"); };
+    if (blob->identity().empty()) {
+      ASSIGN_OR_RETURN(p.descriptor.digest, compute());
+    } else {
+      ASSIGN_OR_RETURN(p.descriptor.digest, digests_.Get(blob->identity(), compute));
+    }
   } else {
     RETURN_IF_ERROR(ValidateDigest(spec.digest));
     p.descriptor.digest = spec.digest;

@@ -94,6 +94,8 @@ absl::StatusOr<std::unique_ptr<OpenedBlob>> OpenedBlob::OpenFile(const std::stri
   b->fd_ = fd;
   b->size_ = st.st_size;
   b->path_ = path;
+  b->identity_ = absl::StrCat(st.st_dev, ":", st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec,
+                              ".", st.st_mtim.tv_nsec);
   ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   return b;
 }

@@ -36,6 +36,8 @@ class OpenedBlob {
   OpenedBlob& operator=(const OpenedBlob&) = delete;
 
   int64_t size() const { return size_; }
+  // "dev:inode:size:mtime_ns" for a file (changes when the file does); "" for inline data.
+  const std::string& identity() const { return identity_; }
   // A body of bytes [start, start+len).
   std::unique_ptr<BodySource> Range(int64_t start, int64_t len) const;
   // Reads [offset, offset+len) into buf; returns bytes read.
@@ -49,6 +51,7 @@ class OpenedBlob {
   std::string data_;
   int64_t size_ = 0;
   std::string path_;
+  std::string identity_;
 };
 
 }  // namespace regd
