@@ -29,8 +29,8 @@ from fixtures.daemon import Daemon  # noqa: E402
 from fixtures.fault_proxy import FaultProxy  # noqa: E402
 from fixtures.registry import Registry  # noqa: E402
 from fixtures.token_issuer import TokenIssuer  # noqa: E402
-from fixtures.uploads import (Stream, StreamChecks, head_blob, random_bytes,  # noqa: E402
-                              retry_config, sha256, skopeo_copy_to_oci, upload_sessions,
+from fixtures.uploads import (Stream, StreamChecks, call_async, head_blob,  # noqa: E402
+                              random_bytes, retry_config, sha256, skopeo_copy_to_oci, upload_sessions,
                               write_file)
 
 S = stubs.load()
@@ -699,6 +699,93 @@ class WireTest(WriteCase):
         # (distribution 2.8 took (part of) the body while regd's _state still says
         # offset 0, so it refuses that DELETE and keeps the session: no client can
         # remove it then; the registry's upload purging will.)
+
+
+    def test_concurrent_writes_to_two_repos_mount(self):
+        size = 24 * MiB
+        data = random_bytes(size, "two-repos")
+        path = write_file(os.path.join(ALLOWED, "blobs"), uniq("two-repos"), data)
+        repos = ["wire/" + uniq("two-a"), "wire/" + uniq("two-b")]
+        PROXY.add_fault("throttle", method="PATCH", times=None, rate=16 * MiB)
+        first = threading.Thread(target=lambda: out.__setitem__(0, write_layer(
+            "%s/%s" % (PROXY.host, repos[0]), pb.BlobSource(path=path))))
+        out = [None, None]
+        first.start()
+        util.wait_until(lambda: PROXY.log(method="PATCH"), 10, what="the first PATCH")
+        out[1] = write_layer("%s/%s" % (PROXY.host, repos[1]), pb.BlobSource(path=path))
+        first.join(T)
+        a = self.assertLayerStream(out[0], size, "UPLOADED")
+        b = self.assertLayerStream(out[1], size, "MOUNTED")
+        self.assertEqual(a.descriptor, b.descriptor)
+        PROXY.wait_idle()
+        self.assertEqual(PROXY.upload_bytes(), size, "the second repo must mount, not upload")
+        for r in repos:
+            self.assertEqual(TARGETS["plain"].head_blob(r, sha256(data)), 200)
+
+    def test_cancelled_leader_hands_over_to_a_waiting_caller(self):
+        size = 24 * MiB
+        data = random_bytes(size, "handover")
+        path = write_file(os.path.join(ALLOWED, "blobs"), uniq("handover"), data)
+        repo = "wire/" + uniq("handover")
+        rate = PROXY.add_fault("throttle", method="PATCH", times=None, rate=8 * MiB)
+        leader = D.stub.WriteLayer(pb.WriteLayerRequest(
+            repo="%s/%s" % (PROXY.host, repo), layer=pb.BlobSource(path=path), retry=retry()),
+            timeout=T)
+        util.wait_until(lambda: PROXY.log(method="PATCH"), 10, what="the leader's first PATCH")
+        follower = call_async(lambda: write_layer("%s/%s" % (PROXY.host, repo),
+                                                  pb.BlobSource(path=path)))
+        time.sleep(0.5)  # the follower hashes the file, then joins the leader's upload
+        leader.cancel()
+        PROXY.remove_fault(rate)
+        follower.join(T)
+        self.assertIsNone(follower.exc)
+        s = follower.value
+        self.assertStreamOk(s)
+        res = s.events[-1].result
+        self.assertEqual(res.Outcome.Name(res.outcome), "UPLOADED", s.summary())
+        self.assertEqual(res.descriptor.digest, sha256(data))
+        self.assertEqual(TARGETS["plain"].head_blob(repo, sha256(data)), 200)
+        PROXY.wait_idle()
+        posts = [e for e in self.uploads(repo) if e.method == "POST"]
+        self.assertEqual(len(posts), 2, self.uploads(repo))
+        # The leader's chunk in flight at most, then the whole blob once.
+        self.assertLessEqual(PROXY.upload_bytes(), size + CHUNK)
+        self.assertGreater(len(s.progress()), 2, "the follower saw no progress while it waited")
+        # The follower saw the leader's progress, then its own from 0: progress must
+        # not go back without a RetryEvent saying why.
+        self.assertLayerStream(s, size, "UPLOADED")
+
+    def test_cancel_push_image(self):
+        img = images.build_image(uniq("cancel-push"), {"a": "b"}, layer_sizes=(12 * MiB, 100))
+        layout = write_layout("cancel-push", img.manifest, "v1", images.all_blobs(img))
+        repo = "wire/" + uniq("cancel-push")
+        PROXY.add_fault("throttle", method="PATCH", times=None, rate=4 * MiB)
+        call = D.stub.PushImage(pb.PushImageRequest(
+            ref="%s/%s:v1" % (PROXY.host, repo), layout=pb.OciLayout(path=layout),
+            retry=retry()), timeout=T)
+        cancelled_at = None
+        seen = []
+        try:
+            for ev in call:
+                seen.append(ev)
+                if (cancelled_at is None and ev.WhichOneof("event") == "progress"
+                        and ev.blob_digest == img.layers[0].digest and ev.progress.complete > 0):
+                    cancelled_at = time.monotonic()
+                    call.cancel()
+        except grpc.RpcError as e:
+            self.assertEqual(e.code(), grpc.StatusCode.CANCELLED)
+        self.assertIsNotNone(cancelled_at, seen)
+        self.assertNotIn("result", [e.WhichOneof("event") for e in seen])
+        util.wait_until(lambda: any(e.method == "DELETE" for e in self.uploads(repo)), 10,
+                        what="DELETE of the big layer's session")
+        PROXY.wait_idle(settle=1)
+        ups = self.uploads(repo)
+        deletes = [e for e in ups if e.method == "DELETE"]
+        self.assertLess(deletes[0].started - cancelled_at, 2, ups)
+        self.assertEqual(ups[-1].method, "DELETE", "requests after the DELETE: %s" % ups)
+        self.assertEqual(PROXY.log(method="PUT", kind="manifest"), [], "a manifest was pushed")
+        self.assertEqual(TARGETS["plain"].manifest_status(repo, "v1"), 404)
+        self.assertEqual(TARGETS["plain"].head_blob(repo, img.layers[0].digest), 404)
 
 
 # -- bad input ----------------------------------------------------------------------------------
