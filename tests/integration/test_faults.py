@@ -18,6 +18,9 @@ session only where distribution 2.8 dropped the old one), and the bytes re-sent.
 A token-auth registry (behind a second proxy) hands out tokens that the
 registry stops accepting a few seconds after they were issued, although the
 issuer says they live 300 s: a long upload sees real 401s mid-way.
+
+Tests marked @known_bug fail because of a daemon bug that is not fixed yet;
+they report a skip naming it (REGD_TEST_STRICT=1 makes them count).
 """
 
 import os

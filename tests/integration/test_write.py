@@ -10,6 +10,9 @@ what went over the wire (monolithic vs chunked, shared uploads, pushing the
 same image twice, cancellation). One daemon serves everything, started with
 --chunk_size=8MiB so that blobs up to 8 MiB go up in one PUT and larger ones in
 8 MiB PATCHes. Everything pushed is read back with skopeo or plain HTTP.
+
+Tests marked @known_bug fail because of a daemon bug that is not fixed yet;
+they report a skip naming it (REGD_TEST_STRICT=1 makes them count).
 """
 
 import itertools
