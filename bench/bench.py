@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Push benchmark: regd vs skopeo vs plain curl, plus a shared-upload check.
 
-    bench/run.sh [--size-mib 1024] [--runs 3] [--out FILE] [--skip-shared]
+    bench/run.sh [--size-mib 1024] [--runs 3] [--warmup 1] [--out FILE] [--skip-shared]
 
 Pushes one OCI image layout (4 equal layers of random bytes, each wrapped as a
 real tar+gzip at gzip level 0, so the blob is ~ the random payload) to a fresh
@@ -17,11 +17,12 @@ docker-registry on loopback, three ways:
           manifest PUT. CPU is summed and RSS maxed over every curl process
           (each run under /usr/bin/time).
 
-Each method gets a new registry (and storage dir) per run; the methods are
-interleaved run by run, and the page cache is flushed of dirty data (sync)
-between pushes, outside the timed part. Every push is verified: the manifest
-read back with `skopeo inspect --raw` must equal the layout's manifest bytes,
-and every blob must answer HEAD with its size.
+Each method gets a new registry (and storage dir) per run; one untimed curl
+push warms up first (--warmup); the methods are interleaved run by run, and
+dirty page-cache data is flushed (sync) between pushes, outside the timed
+part. Every push is verified: the manifest read back with `skopeo inspect
+--raw` must equal the layout's manifest bytes, and every blob must answer HEAD
+with its size.
 
 Then a shared-upload check: 8 concurrent WriteLayer calls of the same layer
 file to one repo, through a byte-counting TCP proxy between regd and the
@@ -37,7 +38,6 @@ import argparse
 import datetime
 import gzip
 import hashlib
-import io
 import json
 import os
 import random
@@ -50,8 +50,6 @@ import tarfile
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -615,6 +613,8 @@ def parse_args(argv):
                    help="total layer payload in MiB, split over 4 layers (default 1024)")
     p.add_argument("--runs", type=int, default=3, help="runs per method; the median is "
                    "reported (default 3)")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="untimed curl pushes before the runs (default 1)")
     p.add_argument("--out", help="also write the table (markdown) to this file")
     p.add_argument("--skip-shared", action="store_true",
                    help="skip the concurrent shared-upload check")
@@ -661,6 +661,15 @@ def main(argv):
         methods = (("regd", bench.run_regd), ("skopeo", bench.run_skopeo),
                    ("curl", bench.run_curl))
         per_run = {name: [] for name, _ in methods}
+        # Whichever push comes first is slower (registry and kernel warm-up,
+        # seen with every method), so untimed curl pushes go first.
+        for i in range(args.warmup):
+            reg = bench.new_registry()
+            try:
+                bench.run_curl(reg)
+            finally:
+                bench.drop_registry(reg)
+            log("warm-up push %d/%d done" % (i + 1, args.warmup))
         for i in range(args.runs):
             for name, fn in methods:
                 reg = bench.new_registry()

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Push benchmark: regd vs skopeo vs curl. See bench/bench.py for what is measured.
-#   bench/run.sh [--size-mib 1024] [--runs 3] [--out FILE] [--skip-shared]
+#   bench/run.sh [--size-mib 1024] [--runs 3] [--warmup 1] [--out FILE] [--skip-shared]
 # Env: REGD_BIN (default build/server/regd), BENCH_DIR (layout cache).
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
