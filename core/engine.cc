@@ -111,8 +111,7 @@ absl::StatusOr<HttpResponse> Engine::SendRead(const Repository& repo, HttpReques
         if (auto d = ParseRetryAfter(*ra, clock_->Now())) wait = std::max(wait, std::min(*d, absl::Seconds(10)));
       }
     }
-    if (req.cancelled && req.cancelled->load()) return absl::CancelledError("cancelled");
-    absl::SleepFor(wait);
+    if (!SleepUnlessCancelled(wait, req.cancelled.get())) return absl::CancelledError("cancelled");
   }
 }
 

@@ -137,7 +137,7 @@ class Engine {
   struct PreparedBlob {
     std::unique_ptr<OpenedBlob> blob;
     Descriptor descriptor;
-    std::string mount_from;  // repository path, or ""
+    std::string mount_from;  // as the caller named it, or "" (resolved per target)
   };
   // A manifest to PUT: raw bytes as they will be served.
   struct ManifestToPush {
@@ -172,7 +172,7 @@ class Engine {
                                        const CancelFlag& cancelled);
   [[nodiscard]] absl::Status PutManifest(const Repository& repo, const std::string& reference,
                                          const ManifestToPush& m, const RetryPolicy& retry,
-                                         const CancelFlag& cancelled);
+                                         const PushEvents& events, const CancelFlag& cancelled);
 
   Endpoint EndpointFor(const std::string& registry) const;
   const RegistryConfig* ConfigFor(const std::string& registry) const;

@@ -19,6 +19,7 @@ namespace {
 
 constexpr char kRefNameAnnotation[] = "org.opencontainers.image.ref.name";
 
+
 absl::StatusOr<Repository> ParseWriteRepository(absl::string_view repo) {
   if (repo.empty()) return absl::InvalidArgumentError("repo is empty");
   return ParseRepository(repo);
@@ -102,12 +103,33 @@ absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(const BlobSpec& spec,
   }
   p.descriptor.size = p.blob->size();
   p.descriptor.media_type = spec.media_type.empty() ? std::string(default_media_type) : spec.media_type;
-  if (!spec.mount_from.empty()) {
-    ASSIGN_OR_RETURN(Repository from, ParseRepository(spec.mount_from));
-    p.mount_from = from.path;
-  }
+  p.mount_from = spec.mount_from;
   return p;
 }
+
+namespace {
+
+// `text` names a repository on `target`'s registry: either a full name on it
+// ("reg:5000/team/app") or just a path ("team/app"). Mounts cannot cross
+// registries.
+absl::StatusOr<std::string> ResolveMountFrom(const Repository& target, const std::string& text) {
+  if (text.empty()) return std::string();
+  ASSIGN_OR_RETURN(Repository parsed, ParseRepository(text));
+  if (parsed.registry == target.registry) return parsed.path;
+  const bool named_registry = parsed.registry != kDockerHubDomain ||
+                              absl::StartsWith(text, "docker.io/") ||
+                              absl::StartsWith(text, "index.docker.io/") ||
+                              absl::StartsWith(text, "registry-1.docker.io/");
+  if (named_registry) {
+    return absl::InvalidArgumentError(absl::StrCat("mount_from \"", text, "\" is on registry ",
+                                                   parsed.registry, "; a mount only works within ",
+                                                   target.registry));
+  }
+  ASSIGN_OR_RETURN(Repository on_target, ParseRepository(absl::StrCat(target.registry, "/", text)));
+  return on_target.path;
+}
+
+}  // namespace
 
 absl::StatusOr<LayerOutcomeKind> Engine::RunUploader(const Repository& repo,
                                                      const PreparedBlob& blob,
@@ -147,12 +169,25 @@ absl::StatusOr<LayerOutcome> Engine::UploadBlob(const Repository& repo, const Pr
     out.outcome = kind;
     return out;
   };
-  while (true) {
+  ASSIGN_OR_RETURN(const std::string mount_from, ResolveMountFrom(repo, blob.mount_from));
+  const RetryPolicy policy = retry.Sanitised();
+  for (int handovers = 0;; ++handovers) {
     SharedUploads::Ticket ticket = uploads_->Join(key, repo.path);
     if (!ticket.leader) {
       absl::Status leader = uploads_->Wait(ticket.flight, events.on_progress, cancelled);
       if (absl::IsCancelled(leader) && cancelled && cancelled->load()) return leader;
-      if (!leader.ok()) continue;  // the leader failed: try to lead ourselves
+      if (!leader.ok()) {
+        // The caller whose upload we shared failed or was cancelled: we take
+        // over. Progress starts again, so say why first.
+        if (handovers + 1 >= policy.max_attempts) return leader;
+        if (events.on_retry) {
+          events.on_retry(RetryNotice{handovers + 1, policy.max_attempts,
+                                      absl::StrCat("the shared upload of another caller failed (",
+                                                   leader.message(), "); taking it over"),
+                                      absl::ZeroDuration()});
+        }
+        continue;
+      }
       if (ticket.flight->leader_repo() == repo.path) return finish(LayerOutcomeKind::kShared);
       // Same registry, other repository: the bytes are there now; mount them.
       ASSIGN_OR_RETURN(LayerOutcomeKind kind, RunUploader(repo, blob, ticket.flight->leader_repo(),
@@ -166,7 +201,7 @@ absl::StatusOr<LayerOutcome> Engine::UploadBlob(const Repository& repo, const Pr
       flight->Publish(complete, total);
     };
     absl::StatusOr<LayerOutcomeKind> kind =
-        RunUploader(repo, blob, blob.mount_from, retry, lead, cancelled);
+        RunUploader(repo, blob, mount_from, retry, lead, cancelled);
     uploads_->Finish(key, flight, kind.status());
     if (!kind.ok()) return kind.status();
     return finish(*kind);
@@ -362,7 +397,7 @@ absl::Status Engine::UploadAll(const Repository& repo, const PushPlan& plan, int
 
 absl::Status Engine::PutManifest(const Repository& repo, const std::string& reference,
                                  const ManifestToPush& m, const RetryPolicy& retry_in,
-                                 const CancelFlag& cancelled) {
+                                 const PushEvents& events, const CancelFlag& cancelled) {
   static thread_local std::mt19937 rng{std::random_device{}()};
   RetryPolicy retry = retry_in.Sanitised();
   Endpoint ep = EndpointFor(repo.registry);
@@ -374,7 +409,6 @@ absl::Status Engine::PutManifest(const Repository& repo, const std::string& refe
     req.body = m.raw;
     req.cancelled = cancelled;
     absl::StatusOr<HttpResponse> resp = client_->Send(ep, {PushScope(repo.path)}, std::move(req));
-    absl::Status st;
     if (resp.ok() && (resp->status == 200 || resp->status == 201 || resp->status == 202)) {
       std::string served = resp->Header("docker-content-digest").value_or("");
       if (!served.empty() && served != m.descriptor.digest) {
@@ -383,7 +417,7 @@ absl::Status Engine::PutManifest(const Repository& repo, const std::string& refe
       }
       return absl::OkStatus();
     }
-    st = resp.ok() ? StatusFromHttp(*resp, "PUT manifest") : resp.status();
+    absl::Status st = resp.ok() ? StatusFromHttp(*resp, "PUT manifest") : resp.status();
     if (cancelled && cancelled->load()) return absl::CancelledError("push cancelled");
     if (!IsRetryableStatus(st) || attempt >= retry.max_attempts) return st;
     absl::Duration wait = retry.Delay(attempt, std::uniform_real_distribution<>(0, 1)(rng));
@@ -392,7 +426,12 @@ absl::Status Engine::PutManifest(const Repository& repo, const std::string& refe
         if (auto d = ParseRetryAfter(*ra, clock_->Now())) wait = std::max(wait, *d);
       }
     }
-    absl::SleepFor(wait);
+    wait = std::min(wait, absl::Minutes(10));
+    if (events.on_retry) {
+      events.on_retry(m.descriptor.digest,
+                      RetryNotice{attempt, retry.max_attempts, std::string(st.message()), wait});
+    }
+    if (!SleepUnlessCancelled(wait, cancelled.get())) return absl::CancelledError("push cancelled");
   }
 }
 
@@ -416,10 +455,10 @@ absl::StatusOr<Descriptor> Engine::PushImage(const PushImageSpec& spec, const Re
   // Manifests go last, children by digest first, so the tag never names an
   // image whose parts are missing.
   for (const ManifestToPush& child : plan.children) {
-    RETURN_IF_ERROR(PutManifest(ref.repo, child.descriptor.digest, child, retry, cancelled));
+    RETURN_IF_ERROR(PutManifest(ref.repo, child.descriptor.digest, child, retry, events, cancelled));
   }
   RETURN_IF_ERROR(PutManifest(ref.repo, ref.tag.empty() ? ref.digest : ref.tag, plan.top, retry,
-                              cancelled));
+                              events, cancelled));
   Descriptor out = plan.top.descriptor;
   return out;
 }
@@ -487,7 +526,7 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec) {
     return absl::InvalidArgumentError("ref names a digest other than the built index's");
   }
   RETURN_IF_ERROR(PutManifest(ref.repo, ref.tag.empty() ? ref.digest : ref.tag, top, RetryPolicy(),
-                              nullptr));
+                              PushEvents(), nullptr));
   return top.descriptor;
 }
 

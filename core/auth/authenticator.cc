@@ -1,9 +1,12 @@
 #include "core/auth/authenticator.h"
 
+#include <algorithm>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "core/status_macros.h"
 #include "rapidjson/document.h"
 
@@ -15,6 +18,38 @@ const Challenge* Pick(const std::vector<Challenge>& chs, absl::string_view schem
     if (c.scheme == scheme) return &c;
   }
   return nullptr;
+}
+
+// True when `scopes` already grant every action `scope` names for its resource
+// ("repository:a/b:pull" is covered by "repository:a/b:push,pull").
+bool ScopeCovered(const std::vector<std::string>& scopes, absl::string_view scope) {
+  size_t cut = scope.rfind(':');
+  if (cut == absl::string_view::npos) return false;
+  absl::string_view resource = scope.substr(0, cut);
+  for (absl::string_view action : absl::StrSplit(scope.substr(cut + 1), ',')) {
+    bool found = false;
+    for (const std::string& have : scopes) {
+      size_t hcut = have.rfind(':');
+      if (hcut == std::string::npos || absl::string_view(have).substr(0, hcut) != resource) continue;
+      for (absl::string_view a : absl::StrSplit(absl::string_view(have).substr(hcut + 1), ',')) {
+        found = found || a == action;
+      }
+    }
+    if (!found) return false;
+  }
+  return true;
+}
+
+absl::string_view ScopeResource(absl::string_view scope) {
+  size_t cut = scope.rfind(':');
+  return cut == absl::string_view::npos ? scope : scope.substr(0, cut);
+}
+
+bool SameResourceAs(const std::vector<std::string>& scopes, absl::string_view scope) {
+  for (const std::string& have : scopes) {
+    if (ScopeResource(have) == ScopeResource(scope)) return true;
+  }
+  return false;
 }
 
 std::string BasicHeader(const Credentials& c) {
@@ -110,8 +145,10 @@ absl::StatusOr<std::string> Authenticator::Authorize(const Endpoint& ep,
       ep.registry, " asks for an authentication scheme regd does not speak: ", challenges[0].scheme));
 }
 
-void Authenticator::OnUnauthorized(const Endpoint& ep, const std::vector<std::string>& scopes,
-                                   const std::string& authorization, const HttpResponse& resp) {
+std::vector<std::string> Authenticator::OnUnauthorized(const Endpoint& ep,
+                                                       const std::vector<std::string>& scopes,
+                                                       const std::string& authorization,
+                                                       const HttpResponse& resp) {
   if (absl::StartsWith(authorization, "Bearer ")) {
     tokens_.Invalidate(absl::StrCat(ep.registry, " ", absl::StrJoin(scopes, " ")),
                        authorization.substr(7));
@@ -120,6 +157,14 @@ void Authenticator::OnUnauthorized(const Endpoint& ep, const std::vector<std::st
   std::vector<Challenge> fresh;
   for (const std::string& h : resp.Headers("www-authenticate")) {
     for (Challenge& c : ParseWwwAuthenticate(h)) fresh.push_back(std::move(c));
+  }
+  std::vector<std::string> wanted = scopes;
+  const Challenge* bearer = Pick(fresh, "bearer");
+  if (bearer != nullptr && bearer->Param("error") == "insufficient_scope") {
+    for (absl::string_view sc : absl::StrSplit(bearer->Param("scope"), ' ', absl::SkipEmpty())) {
+      // Only more actions on a resource this request is about, never another one.
+      if (SameResourceAs(wanted, sc) && !ScopeCovered(wanted, sc)) wanted.emplace_back(sc);
+    }
   }
   absl::MutexLock lock(&mu_);
   RegistryState& st = registries_[ep.registry];
@@ -130,6 +175,7 @@ void Authenticator::OnUnauthorized(const Endpoint& ep, const std::vector<std::st
     st.known = false;  // the ping said "open" but this 401 says otherwise: ask again
   }
   // A 401 without a challenge keeps the ping's (GCR quirk).
+  return wanted;
 }
 
 absl::StatusOr<BearerToken> Authenticator::FetchToken(const Endpoint& ep, const Challenge& ch,

@@ -40,10 +40,13 @@ class Authenticator {
                                                       const std::vector<std::string>& scopes);
 
   // After a request sent with `authorization` got 401: forgets that token and,
-  // when the 401 carries a challenge, adopts it. The caller then calls
-  // Authorize again and retries once.
-  void OnUnauthorized(const Endpoint& ep, const std::vector<std::string>& scopes,
-                      const std::string& authorization, const HttpResponse& resp);
+  // when the 401 carries a challenge, adopts it. Returns the scopes to ask for
+  // on the retry: `scopes` plus any the challenge names that they lack (a
+  // DELETE on distribution needs the "delete" action, for instance). The caller
+  // then calls Authorize with them and retries once.
+  std::vector<std::string> OnUnauthorized(const Endpoint& ep, const std::vector<std::string>& scopes,
+                                          const std::string& authorization,
+                                          const HttpResponse& resp);
 
   const TokenCache& tokens() const { return tokens_; }
 

@@ -99,9 +99,6 @@ size_t OnRead(char* buf, size_t size, size_t n, void* user) {
 int OnSeek(void* user, curl_off_t offset, int origin) {
   auto* t = static_cast<Transfer*>(user);
   if (origin != SEEK_SET || offset != 0) return CURL_SEEKFUNC_CANTSEEK;
-  if (t->req->body_source != nullptr) {
-    return t->req->body_source->Rewind().ok() ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
-  }
   t->body_offset = 0;
   return CURL_SEEKFUNC_OK;
 }
@@ -230,8 +227,13 @@ absl::StatusOr<HttpResponse> CurlTransport::Send(const HttpRequest& req) {
     curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(has_body ? body_len : 0));
     curl_easy_setopt(c, CURLOPT_READFUNCTION, &OnRead);
     curl_easy_setopt(c, CURLOPT_READDATA, &t);
-    curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, &OnSeek);
-    curl_easy_setopt(c, CURLOPT_SEEKDATA, &t);
+    // Only in-memory bodies (manifests, tokens) may be replayed by curl itself
+    // when a reused connection dies. A streamed blob body never is: its
+    // outcome is unknown, so the uploader asks the registry where it is first.
+    if (req.body_source == nullptr) {
+      curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, &OnSeek);
+      curl_easy_setopt(c, CURLOPT_SEEKDATA, &t);
+    }
     if (req.method != "PUT") curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
   } else {
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());

@@ -73,17 +73,18 @@ absl::StatusOr<HttpResponse> RegistryClient::Send(const Endpoint& ep,
   req.ca_bundle = ep.ca_bundle;
   const bool same_origin = UrlOrigin(req.url) == UrlOrigin(ep.base_url);
   const size_t base_headers = req.headers.size();
+  std::vector<std::string> wanted = scopes;
   for (int attempt = 0;; ++attempt) {
     req.headers.resize(base_headers);
     std::string authorization;
     if (same_origin) {
-      ASSIGN_OR_RETURN(authorization, auth_->Authorize(ep, scopes));
+      ASSIGN_OR_RETURN(authorization, auth_->Authorize(ep, wanted));
       if (!authorization.empty()) req.headers.emplace_back("Authorization", authorization);
     }
     if (req.body_source != nullptr && attempt > 0) RETURN_IF_ERROR(req.body_source->Rewind());
     ASSIGN_OR_RETURN(HttpResponse resp, transport_->Send(req));
     if (resp.status != 401 || attempt > 0 || !same_origin) return resp;
-    auth_->OnUnauthorized(ep, scopes, authorization, resp);
+    wanted = auth_->OnUnauthorized(ep, wanted, authorization, resp);
   }
 }
 

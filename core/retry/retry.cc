@@ -5,6 +5,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 
 namespace regd {
 
@@ -51,6 +52,15 @@ std::optional<absl::Duration> ParseRetryAfter(absl::string_view value, absl::Tim
     }
   }
   return std::nullopt;
+}
+
+bool SleepUnlessCancelled(absl::Duration d, const std::atomic<bool>* cancelled) {
+  absl::Time until = absl::Now() + d;
+  while (absl::Now() < until) {
+    if (cancelled != nullptr && cancelled->load()) return false;
+    absl::SleepFor(std::min(absl::Milliseconds(50), until - absl::Now()));
+  }
+  return cancelled == nullptr || !cancelled->load();
 }
 
 }  // namespace regd

@@ -6,6 +6,7 @@
 #ifndef REGD_CORE_RETRY_RETRY_H_
 #define REGD_CORE_RETRY_RETRY_H_
 
+#include <atomic>
 #include <optional>
 #include "absl/strings/string_view.h"
 
@@ -37,6 +38,10 @@ bool IsRetryableStatus(const absl::Status& st);
 // Parses Retry-After: delta-seconds or an HTTP-date (RFC 7231), relative to now.
 // Negative results are clamped to zero; nullopt when unparseable.
 std::optional<absl::Duration> ParseRetryAfter(absl::string_view value, absl::Time now);
+
+// Sleeps `d` in 50 ms steps; false (at once) when `cancelled` is set first.
+// `cancelled` may be null.
+bool SleepUnlessCancelled(absl::Duration d, const std::atomic<bool>* cancelled);
 
 }  // namespace regd
 

@@ -95,12 +95,7 @@ void BlobUploader::ReportProgress(int64_t complete, bool force) {
 
 bool BlobUploader::Sleep(absl::Duration d) {
   if (job_.sleep) return job_.sleep(d);
-  absl::Time until = absl::Now() + d;
-  while (absl::Now() < until) {
-    if (Cancelled()) return false;
-    absl::SleepFor(std::min(absl::Milliseconds(50), until - absl::Now()));
-  }
-  return !Cancelled();
+  return SleepUnlessCancelled(d, job_.cancelled.get());
 }
 
 absl::StatusOr<bool> BlobUploader::BlobExists() {

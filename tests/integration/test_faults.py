@@ -18,9 +18,6 @@ session only where distribution 2.8 dropped the old one), and the bytes re-sent.
 A token-auth registry (behind a second proxy) hands out tokens that the
 registry stops accepting a few seconds after they were issued, although the
 issuer says they live 300 s: a long upload sees real 401s mid-way.
-
-Tests marked @known_bug fail because of a daemon bug that is not fixed yet;
-they report a skip naming it (REGD_TEST_STRICT=1 makes them count).
 """
 
 import os
@@ -37,7 +34,7 @@ from fixtures.daemon import Daemon  # noqa: E402
 from fixtures.fault_proxy import FaultProxy, http_date  # noqa: E402
 from fixtures.registry import Registry  # noqa: E402
 from fixtures.token_issuer import TokenIssuer  # noqa: E402
-from fixtures.uploads import (Stream, StreamChecks, head_blob, known_bug,  # noqa: E402
+from fixtures.uploads import (Stream, StreamChecks, head_blob,  # noqa: E402
                               random_bytes, retry_config, seconds, sha256, upload_sessions,
                               write_file)
 
@@ -52,16 +49,6 @@ STALL = 3                 # --stall_timeout, seconds
 TOKEN_USER = ("bob", "builder")
 # distribution 2.8 accepts a token up to 60 s past its `exp` claim (clock skew leeway).
 REGISTRY_LEEWAY = 60
-
-BUG_CURL_REPLAY = (
-    "libcurl itself re-sends a PATCH/PUT body on a fresh connection when a reused "
-    "connection dies before any answer ('Connection died, retrying a fresh connect'; "
-    "CURLOPT_SEEKFUNCTION in core/http/curl_transport.cc lets it rewind): no RetryEvent, "
-    "no GET before the data goes again")
-BUG_DELETE_SCOPE = (
-    "abandoning an upload on a token-auth registry: distribution authorises DELETE with "
-    "the 'delete' action (challenge scope=repository:NAME:delete), regd's token has only "
-    "push,pull, so the DELETE gets 401 and the session stays")
 
 ENV = None
 REG = None
@@ -172,7 +159,6 @@ class FaultCase(testing.IntegrationCase, StreamChecks):
 class ResetTest(FaultCase):
     proxy = property(lambda self: PROXY)
 
-    @known_bug(BUG_CURL_REPLAY)
     def test_reset_mid_body_three_times(self):
         # distribution 2.8 appends what it got of a cut body, after which the
         # session's _state is stale and the session is dropped (404): regd starts
@@ -199,7 +185,6 @@ class ResetTest(FaultCase):
         last = [e for e in ups if e.session == ups[-1].session and e.method == "PATCH"]
         self.assertEqual(sum(e.body_fwd for e in last), SIZE, why)
 
-    @known_bug(BUG_CURL_REPLAY)
     def test_reset_mid_body_of_a_monolithic_put(self):
         data, path = self.blob(2 * MiB)
         repo = self.repo()
@@ -216,7 +201,6 @@ class ResetTest(FaultCase):
         self.assertLessEqual(fwd, 2 * len(data), "more than one restart\n" + why)
         self.assertLessEqual(fwd, len(data) + 512 * 1024, why)
 
-    @known_bug(BUG_CURL_REPLAY)
     def test_reset_between_chunks_resumes_the_session(self):
         # Nothing of the reset PATCH reaches the registry: the session survives,
         # regd asks where it stands (GET) and sends that chunk again.
@@ -403,7 +387,10 @@ class StatusTest(FaultCase):
         self.assertRetryRuns(s.retries(big.digest), [[1, 2]], MAX, error_has="502", summary=why)
         self.assertRetryRuns(s.retries(small.digest), [[1]], MAX, error_has="503", summary=why)
         self.assertEqual(s.retries(config.digest), [], why)
-        self.assertEqual(len(s.retries()), 3, why)
+        # The manifest PUT's 503 is retried too, and says so under the manifest's digest.
+        self.assertRetryRuns(s.retries(result.descriptor.digest), [[1]], MAX, error_has="503",
+                             summary=why)
+        self.assertEqual(len(s.retries()), 4, why)
         raw = images.skopeo_inspect_raw("%s/%s:v1" % (REG.host, repo))
         self.assertEqual(sha256(raw), result.descriptor.digest)
         self.assertEqual(self.proxy.upload_bytes(), sum(blobs.values()), why)
@@ -564,7 +551,6 @@ class TokenTest(FaultCase):
                              why)
         self.assertEqual(ups[-1].method, "DELETE", why)
 
-    @known_bug(BUG_DELETE_SCOPE)
     def test_abandoned_session_is_deleted(self):
         # distribution authorises any DELETE, an upload session's included, with the
         # "delete" action; a token for pull,push is refused (401).

@@ -10,9 +10,6 @@ what went over the wire (monolithic vs chunked, shared uploads, pushing the
 same image twice, cancellation). One daemon serves everything, started with
 --chunk_size=8MiB so that blobs up to 8 MiB go up in one PUT and larger ones in
 8 MiB PATCHes. Everything pushed is read back with skopeo or plain HTTP.
-
-Tests marked @known_bug fail because of a daemon bug that is not fixed yet;
-they report a skip naming it (REGD_TEST_STRICT=1 makes them count).
 """
 
 import itertools
@@ -33,7 +30,7 @@ from fixtures.fault_proxy import FaultProxy  # noqa: E402
 from fixtures.registry import Registry  # noqa: E402
 from fixtures.token_issuer import TokenIssuer  # noqa: E402
 from fixtures.uploads import (Stream, StreamChecks, call_async, head_blob,  # noqa: E402
-                              known_bug, random_bytes, retry_config, sha256, skopeo_copy_to_oci, upload_sessions,
+                              random_bytes, retry_config, sha256, skopeo_copy_to_oci, upload_sessions,
                               write_file)
 
 S = stubs.load()
@@ -725,9 +722,6 @@ class WireTest(WriteCase):
         for r in repos:
             self.assertEqual(TARGETS["plain"].head_blob(r, sha256(data)), 200)
 
-    @known_bug("a caller waiting on a shared upload whose leader is cancelled takes over "
-               "and its progress drops from the leader's value to 0 with no RetryEvent "
-               "(core/engine_write.cc UploadBlob)")
     def test_cancelled_leader_hands_over_to_a_waiting_caller(self):
         size = 24 * MiB
         data = random_bytes(size, "handover")
