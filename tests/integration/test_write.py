@@ -246,6 +246,25 @@ class WriteLayerMixin:
         self.assertEqual(res.descriptor.digest, sha256(data))
         self.assertEqual(self.t.get_blob(dst, sha256(data)), (200, data))
 
+    def test_mount_from_bare_path_means_this_registry(self):
+        data = random_bytes(120 * 1024, "mount-bare-" + self.TARGET)
+        src, dst = self.repo("mount-bsrc"), self.repo("mount-bdst")
+        self.assertLayerStream(write_layer("%s/%s" % (self.t.host, src), pb.BlobSource(data=data)),
+                               len(data), "UPLOADED")
+        m = write_layer("%s/%s" % (self.t.host, dst), pb.BlobSource(data=data, mount_from=src))
+        self.assertLayerStream(m, len(data), "MOUNTED")
+        self.assertEqual(self.t.get_blob(dst, sha256(data)), (200, data))
+
+    def test_mount_from_another_registry_is_invalid(self):
+        data = random_bytes(1000, "mount-other-" + self.TARGET)
+        dst = self.repo("mount-odst")
+        self.assertRpcError(grpc.StatusCode.INVALID_ARGUMENT, lambda: list(D.stub.WriteLayer(
+            pb.WriteLayerRequest(repo="%s/%s" % (self.t.host, dst),
+                                 layer=pb.BlobSource(data=data,
+                                                     mount_from="other.example.com:5000/m/src")),
+            timeout=T)))
+        self.assertEqual(self.t.head_blob(dst, sha256(data)), 404)
+
     def test_mount_from_repo_without_the_blob_uploads(self):
         data = random_bytes(50 * 1024, "mount-miss-" + self.TARGET)
         src, dst = self.repo("mount-empty"), self.repo("mount-dst2")
