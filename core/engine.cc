@@ -268,13 +268,17 @@ absl::StatusOr<ImageResult> Engine::GetImage(absl::string_view ref_text,
   return out;
 }
 
-absl::StatusOr<bool> Engine::Exists(absl::string_view ref_text) {
-  ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_text));
+absl::StatusOr<HttpResponse> Engine::HeadManifest(const Reference& ref) {
   HttpRequest req;
   req.method = "HEAD";
   req.url = ManifestPath(ref.repo, ref.Identifier());
   req.headers.emplace_back("Accept", std::string(media::kManifestAccept));
-  ASSIGN_OR_RETURN(HttpResponse resp, SendRead(ref.repo, std::move(req)));
+  return SendRead(ref.repo, std::move(req));
+}
+
+absl::StatusOr<bool> Engine::Exists(absl::string_view ref_text) {
+  ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_text));
+  ASSIGN_OR_RETURN(HttpResponse resp, HeadManifest(ref));
   if (resp.status == 200) return true;
   if (resp.status == 404) return false;
   return StatusFromHttp(resp, "HEAD manifest", NotFoundMeaning::kImage);
@@ -282,11 +286,7 @@ absl::StatusOr<bool> Engine::Exists(absl::string_view ref_text) {
 
 absl::StatusOr<Descriptor> Engine::GetDescriptor(absl::string_view ref_text) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_text));
-  HttpRequest req;
-  req.method = "HEAD";
-  req.url = ManifestPath(ref.repo, ref.Identifier());
-  req.headers.emplace_back("Accept", std::string(media::kManifestAccept));
-  ASSIGN_OR_RETURN(HttpResponse resp, SendRead(ref.repo, std::move(req)));
+  ASSIGN_OR_RETURN(HttpResponse resp, HeadManifest(ref));
   if (resp.status != 200) return StatusFromHttp(resp, "HEAD manifest", NotFoundMeaning::kImage);
   Descriptor d;
   d.media_type = BareMediaType(resp.Header("content-type").value_or(""));

@@ -178,6 +178,7 @@ class Engine {
   const RegistryConfig* ConfigFor(const std::string& registry) const;
   // Sends with a short retry for idempotent reads (transport errors, 5xx, 429).
   [[nodiscard]] absl::StatusOr<HttpResponse> SendRead(const Repository& repo, HttpRequest req);
+  [[nodiscard]] absl::StatusOr<HttpResponse> HeadManifest(const Reference& ref);
   [[nodiscard]] absl::StatusOr<Fetched> FetchManifest(const Repository& repo,
                                                       const std::string& identifier);
   [[nodiscard]] absl::StatusOr<std::string> FetchSmallBlob(const Repository& repo,

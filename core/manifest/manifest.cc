@@ -1,5 +1,7 @@
 #include "core/manifest/manifest.h"
 
+#include <functional>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -278,40 +280,46 @@ absl::StatusOr<ImageConfigInfo> ParseImageConfig(absl::string_view body) {
   return info;
 }
 
-std::string SerializeManifest(const Manifest& m) {
+namespace {
+
+// {"schemaVersion":2,"mediaType":…,<body>,"annotations":…} as compact JSON.
+std::string SerializeTopLevel(absl::string_view media_type,
+                              const std::function<void(Writer&)>& body,
+                              const std::map<std::string, std::string>& annotations) {
   rapidjson::StringBuffer buf;
   Writer w(buf);
   w.StartObject();
   w.Key("schemaVersion");
   w.Int64(2);
   w.Key("mediaType");
-  WriteString(w, m.media_type);
-  w.Key("config");
-  WriteDescriptor(w, m.config);
-  w.Key("layers");
-  w.StartArray();
-  for (const Descriptor& d : m.layers) WriteDescriptor(w, d);
-  w.EndArray();
-  WriteStringMap(w, "annotations", m.annotations);
+  WriteString(w, media_type);
+  body(w);
+  WriteStringMap(w, "annotations", annotations);
   w.EndObject();
   return std::string(buf.GetString(), buf.GetSize());
 }
 
-std::string SerializeIndex(const Index& idx) {
-  rapidjson::StringBuffer buf;
-  Writer w(buf);
-  w.StartObject();
-  w.Key("schemaVersion");
-  w.Int64(2);
-  w.Key("mediaType");
-  WriteString(w, idx.media_type);
-  w.Key("manifests");
+void WriteDescriptorArray(Writer& w, const char* key, const std::vector<Descriptor>& ds) {
+  w.Key(key);
   w.StartArray();
-  for (const Descriptor& d : idx.manifests) WriteDescriptor(w, d);
+  for (const Descriptor& d : ds) WriteDescriptor(w, d);
   w.EndArray();
-  WriteStringMap(w, "annotations", idx.annotations);
-  w.EndObject();
-  return std::string(buf.GetString(), buf.GetSize());
+}
+
+}  // namespace
+
+std::string SerializeManifest(const Manifest& m) {
+  return SerializeTopLevel(m.media_type, [&m](Writer& w) {
+    w.Key("config");
+    WriteDescriptor(w, m.config);
+    WriteDescriptorArray(w, "layers", m.layers);
+  }, m.annotations);
+}
+
+std::string SerializeIndex(const Index& idx) {
+  return SerializeTopLevel(idx.media_type, [&idx](Writer& w) {
+    WriteDescriptorArray(w, "manifests", idx.manifests);
+  }, idx.annotations);
 }
 
 std::optional<size_t> MatchIndex(const Index& idx, const Platform& want) {
