@@ -1,5 +1,8 @@
 #include "server/registry_service.h"
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "core/log.h"
 #include "core/status_macros.h"
 #include "server/convert.h"
 #include "server/status_util.h"
@@ -12,33 +15,53 @@ using WriteLayerReactor = StreamReactor<v1::WriteLayerEvent>;
 using PushReactor = StreamReactor<v1::PushEvent>;
 using BlobReactor = StreamReactor<v1::BlobChunk>;
 
+// One log line per call: method, what it was about, outcome, duration.
+// Subjects are image references and repository names, never credentials.
+absl::Status Logged(absl::string_view method, absl::string_view subject, absl::Time start,
+                    absl::Status st) {
+  std::string took = absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1)));
+  if (st.ok()) {
+    LogInfo(method, " ", subject, " OK in ", took);
+  } else {
+    LogInfo(method, " ", subject, " ", absl::StatusCodeToString(st.code()), " in ", took, ": ",
+            st.message());
+  }
+  return st;
+}
+
 // Starts `work` for a streaming reactor; if no worker can take it, the stream
 // ends at once with that status.
 template <typename Reactor>
-Reactor* StartStream(Executor* executor, Reactor* reactor, std::function<absl::Status()> work) {
-  absl::Status submitted = executor->Submit([reactor, work = std::move(work)] {
-    reactor->Complete(work());
-  });
-  if (!submitted.ok()) reactor->Complete(submitted);
+Reactor* StartStream(Executor* executor, Reactor* reactor, const char* method,
+                     std::string subject, std::function<absl::Status()> work) {
+  absl::Time start = absl::Now();
+  absl::Status submitted =
+      executor->Submit([reactor, method, subject, start, work = std::move(work)] {
+        reactor->Complete(Logged(method, subject, start, work()));
+      });
+  if (!submitted.ok()) reactor->Complete(Logged(method, subject, start, submitted));
   return reactor;
 }
 
 }  // namespace
 
 grpc::ServerUnaryReactor* RegistryService::RunUnary(grpc::CallbackServerContext* ctx,
+                                                    const char* method, std::string subject,
                                                     std::function<absl::Status()> work) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  absl::Status submitted = executor_->Submit([reactor, work = std::move(work)] {
-    reactor->Finish(ToGrpcStatus(work()));
-  });
-  if (!submitted.ok()) reactor->Finish(ToGrpcStatus(submitted));
+  absl::Time start = absl::Now();
+  absl::Status submitted =
+      executor_->Submit([reactor, method, subject, start, work = std::move(work)] {
+        reactor->Finish(ToGrpcStatus(Logged(method, subject, start, work())));
+      });
+  if (!submitted.ok()) reactor->Finish(ToGrpcStatus(Logged(method, subject, start, submitted)));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* RegistryService::Inspect(grpc::CallbackServerContext* ctx,
                                                    const v1::InspectRequest* req,
                                                    v1::ManifestResult* resp) {
-  return RunUnary(ctx, [this, req, resp]() -> absl::Status {
+  return RunUnary(ctx, "Inspect", req->image_ref(), [this, req, resp]() -> absl::Status {
     ASSIGN_OR_RETURN(std::optional<Platform> platform, FromProto(req->platform()));
     ASSIGN_OR_RETURN(InspectResult r, engine_->Inspect(req->image_ref(), platform));
     ToProto(r, resp);
@@ -49,7 +72,7 @@ grpc::ServerUnaryReactor* RegistryService::Inspect(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* RegistryService::GetImage(grpc::CallbackServerContext* ctx,
                                                     const v1::GetImageRequest* req,
                                                     v1::Image* resp) {
-  return RunUnary(ctx, [this, req, resp]() -> absl::Status {
+  return RunUnary(ctx, "GetImage", req->image_ref(), [this, req, resp]() -> absl::Status {
     ASSIGN_OR_RETURN(std::optional<Platform> platform, FromProto(req->platform()));
     ASSIGN_OR_RETURN(ImageResult r, engine_->GetImage(req->image_ref(), platform));
     ToProto(r, resp);
@@ -60,7 +83,7 @@ grpc::ServerUnaryReactor* RegistryService::GetImage(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* RegistryService::Exists(grpc::CallbackServerContext* ctx,
                                                   const v1::ExistsRequest* req,
                                                   v1::ExistsResponse* resp) {
-  return RunUnary(ctx, [this, req, resp]() -> absl::Status {
+  return RunUnary(ctx, "Exists", req->image_ref(), [this, req, resp]() -> absl::Status {
     ASSIGN_OR_RETURN(bool exists, engine_->Exists(req->image_ref()));
     resp->set_exists(exists);
     return absl::OkStatus();
@@ -70,7 +93,7 @@ grpc::ServerUnaryReactor* RegistryService::Exists(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* RegistryService::GetDescriptor(grpc::CallbackServerContext* ctx,
                                                          const v1::GetDescriptorRequest* req,
                                                          v1::Descriptor* resp) {
-  return RunUnary(ctx, [this, req, resp]() -> absl::Status {
+  return RunUnary(ctx, "GetDescriptor", req->image_ref(), [this, req, resp]() -> absl::Status {
     ASSIGN_OR_RETURN(Descriptor d, engine_->GetDescriptor(req->image_ref()));
     ToProto(d, resp);
     return absl::OkStatus();
@@ -80,7 +103,7 @@ grpc::ServerUnaryReactor* RegistryService::GetDescriptor(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* RegistryService::PushIndex(grpc::CallbackServerContext* ctx,
                                                      const v1::PushIndexRequest* req,
                                                      v1::Descriptor* resp) {
-  return RunUnary(ctx, [this, req, resp]() -> absl::Status {
+  return RunUnary(ctx, "PushIndex", req->ref(), [this, req, resp]() -> absl::Status {
     ASSIGN_OR_RETURN(PushIndexSpec spec, FromProto(*req));
     ASSIGN_OR_RETURN(Descriptor d, engine_->PushIndex(spec));
     ToProto(d, resp);
@@ -91,7 +114,8 @@ grpc::ServerUnaryReactor* RegistryService::PushIndex(grpc::CallbackServerContext
 grpc::ServerWriteReactor<v1::BlobChunk>* RegistryService::ReadBlob(
     grpc::CallbackServerContext*, const v1::ReadBlobRequest* req) {
   auto* reactor = new BlobReactor();
-  return StartStream(executor_, reactor, [this, req, reactor]() -> absl::Status {
+  return StartStream(executor_, reactor, "ReadBlob", absl::StrCat(req->repo(), "@", req->digest()),
+                     [this, req, reactor]() -> absl::Status {
     auto sink = [reactor](absl::string_view data) {
       v1::BlobChunk chunk;
       chunk.set_data(std::string(data));
@@ -107,7 +131,8 @@ grpc::ServerWriteReactor<v1::WriteLayerEvent>* RegistryService::WriteLayer(
   auto* reactor = new WriteLayerReactor([](const v1::WriteLayerEvent& e) {
     return WriteLayerReactor::Class{"", e.has_progress()};
   });
-  return StartStream(executor_, reactor, [this, req, reactor]() -> absl::Status {
+  return StartStream(executor_, reactor, "WriteLayer", req->repo(),
+                     [this, req, reactor]() -> absl::Status {
     if (!req->has_layer()) return absl::InvalidArgumentError("layer is required");
     ASSIGN_OR_RETURN(BlobSpec blob, FromProto(req->layer()));
     UploadEvents events;
@@ -136,7 +161,8 @@ grpc::ServerWriteReactor<v1::PushEvent>* RegistryService::PushImage(
   auto* reactor = new PushReactor([](const v1::PushEvent& e) {
     return PushReactor::Class{e.blob_digest(), e.has_progress()};
   });
-  return StartStream(executor_, reactor, [this, req, reactor]() -> absl::Status {
+  return StartStream(executor_, reactor, "PushImage", req->ref(),
+                     [this, req, reactor]() -> absl::Status {
     ASSIGN_OR_RETURN(PushImageSpec spec, FromProto(*req));
     PushEvents events;
     events.on_progress = [reactor](const std::string& digest, int64_t complete, int64_t total) {

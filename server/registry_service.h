@@ -40,9 +40,10 @@ class RegistryService final : public v1::Registry::CallbackService {
                                       v1::Descriptor* resp) override;
 
  private:
-  // Runs `work` on a worker and finishes the unary call with its status.
-  grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* ctx,
-                                     std::function<absl::Status()> work);
+  // Runs `work` on a worker and finishes the unary call with its status
+  // (logged with `method` and `subject`).
+  grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* ctx, const char* method,
+                                     std::string subject, std::function<absl::Status()> work);
 
   Engine* const engine_;
   Executor* const executor_;
