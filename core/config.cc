@@ -64,9 +64,9 @@ absl::StatusOr<RegistryConfigMap> ParseConfigFile(absl::string_view json) {
   rapidjson::Document doc;
   doc.Parse(json.data(), json.size());
   if (doc.HasParseError()) {
-    return absl::InvalidArgumentError(absl::StrCat("config: invalid JSON at offset ",
-                                                   doc.GetErrorOffset(), ": ",
-                                                   rapidjson::GetParseError_En(doc.GetParseError())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: invalid JSON at offset ", doc.GetErrorOffset(), ": ",
+                     rapidjson::GetParseError_En(doc.GetParseError())));
   }
   if (!doc.IsObject()) return Bad("top level", "must be an object");
   RegistryConfigMap out;

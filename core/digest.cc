@@ -29,7 +29,8 @@ absl::StatusOr<Digester> Digester::Create(absl::string_view algorithm) {
   } else if (algorithm == "sha512") {
     ctx->md = EVP_sha512();
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("unsupported digest algorithm \"", algorithm, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported digest algorithm \"", algorithm, "\""));
   }
   ctx->ctx.reset(EVP_MD_CTX_new());
   if (!ctx->ctx || EVP_DigestInit_ex(ctx->ctx.get(), ctx->md, nullptr) != 1) {

@@ -4,8 +4,8 @@
 #include <random>
 #include <thread>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/digest.h"
 #include "core/http/curl_transport.h"
@@ -103,12 +103,14 @@ absl::StatusOr<HttpResponse> Engine::SendRead(const Repository& repo, HttpReques
   Endpoint ep = EndpointFor(repo.registry);
   for (int attempt = 1;; ++attempt) {
     absl::StatusOr<HttpResponse> resp = client_->Send(ep, Pull(repo), req);
-    bool retry = resp.ok() ? IsRetryableHttpStatus(resp->status) : absl::IsUnavailable(resp.status());
+    bool retry =
+        resp.ok() ? IsRetryableHttpStatus(resp->status) : absl::IsUnavailable(resp.status());
     if (!retry || attempt >= kReadRetry.max_attempts) return resp;
     absl::Duration wait = kReadRetry.Delay(attempt, std::uniform_real_distribution<>(0, 1)(rng));
     if (resp.ok()) {
       if (auto ra = resp->Header("retry-after")) {
-        if (auto d = ParseRetryAfter(*ra, clock_->Now())) wait = std::max(wait, std::min(*d, absl::Seconds(10)));
+        if (auto d = ParseRetryAfter(*ra, clock_->Now()))
+          wait = std::max(wait, std::min(*d, absl::Seconds(10)));
       }
     }
     if (!SleepUnlessCancelled(wait, req.cancelled.get())) return absl::CancelledError("cancelled");
@@ -136,9 +138,10 @@ absl::StatusOr<Engine::Fetched> Engine::FetchManifest(const Repository& repo,
   std::string header_digest = resp->Header("docker-content-digest").value_or("");
   // Verify against the digest we asked for, else the one the registry claims,
   // else just name the content by its sha256.
-  std::string expect = absl::StartsWith(identifier, "sha") && identifier.find(':') != std::string::npos
-                           ? identifier
-                           : header_digest;
+  std::string expect =
+      absl::StartsWith(identifier, "sha") && identifier.find(':') != std::string::npos
+          ? identifier
+          : header_digest;
   if (!expect.empty() && ValidateDigest(expect).ok()) {
     RETURN_IF_ERROR(VerifyDigest(f.raw, expect, "manifest"));
     f.digest = expect;
@@ -178,7 +181,7 @@ absl::StatusOr<std::string> Engine::FetchSmallBlob(const Repository& repo, const
 }
 
 absl::StatusOr<std::map<std::string, std::string>> Engine::LabelsOf(const Repository& repo,
-                                                                     const Manifest& m) {
+                                                                    const Manifest& m) {
   ASSIGN_OR_RETURN(std::string raw, FetchSmallBlob(repo, m.config));
   ASSIGN_OR_RETURN(ImageConfigInfo info, ParseImageConfig(raw));
   return info.labels;
@@ -194,9 +197,9 @@ absl::StatusOr<Manifest> Engine::ResolveImage(const Reference& ref,
   }
   if (fetched->kind == ManifestKind::kManifest) {
     if (platform.has_value()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          ref.String(), " is a single-platform manifest, not an index: platform ",
-          platform->String(), " cannot be chosen from it"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(ref.String(), " is a single-platform manifest, not an index: platform ",
+                       platform->String(), " cannot be chosen from it"));
     }
     return ParseManifest(fetched->raw, fetched->media_type);
   }
@@ -212,8 +215,8 @@ absl::StatusOr<Manifest> Engine::ResolveImage(const Reference& ref,
   }
   ASSIGN_OR_RETURN(*fetched, FetchManifest(ref.repo, idx.manifests[*i].digest));
   if (fetched->kind != ManifestKind::kManifest) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the ", platform->String(), " entry of ", ref.String(), " is itself an index"));
+    return absl::FailedPreconditionError(absl::StrCat("the ", platform->String(), " entry of ",
+                                                      ref.String(), " is itself an index"));
   }
   return ParseManifest(fetched->raw, fetched->media_type);
 }
@@ -302,8 +305,8 @@ absl::StatusOr<Descriptor> Engine::GetDescriptor(absl::string_view ref_text) {
     return d;
   }
   if (!ref.digest.empty() && d.digest != ref.digest) {
-    return absl::DataLossError(absl::StrCat("registry reports digest ", d.digest, " for ",
-                                            ref.String()));
+    return absl::DataLossError(
+        absl::StrCat("registry reports digest ", d.digest, " for ", ref.String()));
   }
   return d;
 }

@@ -18,10 +18,10 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/auth/authenticator.h"
 #include "core/auth/credentials.h"
 #include "core/clock.h"
@@ -145,8 +145,8 @@ class Engine {
     Descriptor descriptor;
   };
   struct PushPlan {
-    std::vector<PreparedBlob> blobs;         // unique by digest
-    std::vector<ManifestToPush> children;    // pushed by digest, before `top`
+    std::vector<PreparedBlob> blobs;       // unique by digest
+    std::vector<ManifestToPush> children;  // pushed by digest, before `top`
     ManifestToPush top;
   };
 
@@ -159,17 +159,14 @@ class Engine {
                                                         const RetryPolicy& retry,
                                                         const UploadEvents& events,
                                                         const CancelFlag& cancelled);
-  [[nodiscard]] absl::StatusOr<LayerOutcomeKind> RunUploader(const Repository& repo,
-                                                             const PreparedBlob& blob,
-                                                             const std::string& mount_from,
-                                                             const RetryPolicy& retry,
-                                                             const UploadEvents& events,
-                                                             const CancelFlag& cancelled);
+  [[nodiscard]] absl::StatusOr<LayerOutcomeKind> RunUploader(
+      const Repository& repo, const PreparedBlob& blob, const std::string& mount_from,
+      const RetryPolicy& retry, const UploadEvents& events, const CancelFlag& cancelled);
   [[nodiscard]] absl::StatusOr<PushPlan> PlanFromLayout(const PushImageSpec& spec);
   [[nodiscard]] absl::StatusOr<PushPlan> PlanFromImage(const PushImageSpec& spec);
-  [[nodiscard]] absl::Status UploadAll(const Repository& repo, const PushPlan& plan, int concurrency,
-                                       const RetryPolicy& retry, const PushEvents& events,
-                                       const CancelFlag& cancelled);
+  [[nodiscard]] absl::Status UploadAll(const Repository& repo, const PushPlan& plan,
+                                       int concurrency, const RetryPolicy& retry,
+                                       const PushEvents& events, const CancelFlag& cancelled);
   [[nodiscard]] absl::Status PutManifest(const Repository& repo, const std::string& reference,
                                          const ManifestToPush& m, const RetryPolicy& retry,
                                          const PushEvents& events, const CancelFlag& cancelled);
@@ -186,8 +183,8 @@ class Engine {
   [[nodiscard]] absl::StatusOr<Manifest> ResolveImage(const Reference& ref,
                                                       const std::optional<Platform>& platform,
                                                       Fetched* fetched);
-  [[nodiscard]] absl::StatusOr<std::map<std::string, std::string>> LabelsOf(
-      const Repository& repo, const Manifest& m);
+  [[nodiscard]] absl::StatusOr<std::map<std::string, std::string>> LabelsOf(const Repository& repo,
+                                                                            const Manifest& m);
 
   EngineOptions options_;
   Clock* clock_;

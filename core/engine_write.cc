@@ -19,7 +19,6 @@ namespace {
 
 constexpr char kRefNameAnnotation[] = "org.opencontainers.image.ref.name";
 
-
 absl::StatusOr<Repository> ParseWriteRepository(absl::string_view repo) {
   if (repo.empty()) return absl::InvalidArgumentError("repo is empty");
   return ParseRepository(repo);
@@ -102,7 +101,8 @@ absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(const BlobSpec& spec,
     p.descriptor.digest = spec.digest;
   }
   p.descriptor.size = p.blob->size();
-  p.descriptor.media_type = spec.media_type.empty() ? std::string(default_media_type) : spec.media_type;
+  p.descriptor.media_type =
+      spec.media_type.empty() ? std::string(default_media_type) : spec.media_type;
   p.mount_from = spec.mount_from;
   return p;
 }
@@ -116,10 +116,9 @@ absl::StatusOr<std::string> ResolveMountFrom(const Repository& target, const std
   if (text.empty()) return std::string();
   ASSIGN_OR_RETURN(Repository parsed, ParseRepository(text));
   if (parsed.registry == target.registry) return parsed.path;
-  const bool named_registry = parsed.registry != kDockerHubDomain ||
-                              absl::StartsWith(text, "docker.io/") ||
-                              absl::StartsWith(text, "index.docker.io/") ||
-                              absl::StartsWith(text, "registry-1.docker.io/");
+  const bool named_registry =
+      parsed.registry != kDockerHubDomain || absl::StartsWith(text, "docker.io/") ||
+      absl::StartsWith(text, "index.docker.io/") || absl::StartsWith(text, "registry-1.docker.io/");
   if (named_registry) {
     return absl::InvalidArgumentError(absl::StrCat("mount_from \"", text, "\" is on registry ",
                                                    parsed.registry, "; a mount only works within ",
@@ -131,12 +130,9 @@ absl::StatusOr<std::string> ResolveMountFrom(const Repository& target, const std
 
 }  // namespace
 
-absl::StatusOr<LayerOutcomeKind> Engine::RunUploader(const Repository& repo,
-                                                     const PreparedBlob& blob,
-                                                     const std::string& mount_from,
-                                                     const RetryPolicy& retry,
-                                                     const UploadEvents& events,
-                                                     const CancelFlag& cancelled) {
+absl::StatusOr<LayerOutcomeKind> Engine::RunUploader(
+    const Repository& repo, const PreparedBlob& blob, const std::string& mount_from,
+    const RetryPolicy& retry, const UploadEvents& events, const CancelFlag& cancelled) {
   UploadJob job;
   job.endpoint = EndpointFor(repo.registry);
   job.repo = repo;
@@ -145,7 +141,8 @@ absl::StatusOr<LayerOutcomeKind> Engine::RunUploader(const Repository& repo,
   job.blob = blob.blob.get();
   job.mount_from = mount_from;
   const RegistryConfig* rc = ConfigFor(repo.registry);
-  job.chunk_size = rc != nullptr && rc->chunk_size > 0 ? rc->chunk_size : options_.default_chunk_size;
+  job.chunk_size =
+      rc != nullptr && rc->chunk_size > 0 ? rc->chunk_size : options_.default_chunk_size;
   job.monolithic_threshold = std::min(options_.monolithic_threshold, job.chunk_size);
   job.retry = retry;
   job.events = events;
@@ -229,7 +226,8 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spe
   ASSIGN_OR_RETURN(std::string index_json, ReadSmallFile(root + "/index.json", kMaxManifestBytes));
   absl::StatusOr<Index> index = ParseIndex(index_json, media::kOciIndex);
   if (!index.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("OCI layout index.json: ", index.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("OCI layout index.json: ", index.status().message()));
   }
   const Descriptor* chosen = nullptr;
   if (!spec.ref_name.empty()) {
@@ -263,7 +261,8 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spe
     ASSIGN_OR_RETURN(b.blob, OpenedBlob::OpenFile(*real));
     if (b.blob->size() != d.size) {
       return absl::InvalidArgumentError(absl::StrCat("OCI layout blob ", d.digest, " has ",
-                                                     b.blob->size(), " bytes, descriptor says ", d.size));
+                                                     b.blob->size(), " bytes, descriptor says ",
+                                                     d.size));
     }
     b.descriptor = d;
     plan.blobs.push_back(std::move(b));
@@ -305,8 +304,8 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spe
 absl::StatusOr<Engine::PushPlan> Engine::PlanFromImage(const PushImageSpec& spec) {
   const bool docker = spec.media_type == media::kDockerManifest;
   if (!spec.media_type.empty() && !docker && spec.media_type != media::kOciManifest) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "image.media_type must be ", media::kOciManifest, " or ", media::kDockerManifest));
+    return absl::InvalidArgumentError(absl::StrCat("image.media_type must be ", media::kOciManifest,
+                                                   " or ", media::kDockerManifest));
   }
   PushPlan plan;
   Manifest m;
@@ -356,7 +355,9 @@ absl::Status Engine::UploadAll(const Repository& repo, const PushPlan& plan, int
       const std::string& digest = b.descriptor.digest;
       UploadEvents ev;
       if (events.on_progress) {
-        ev.on_progress = [&events, &digest](int64_t c, int64_t t) { events.on_progress(digest, c, t); };
+        ev.on_progress = [&events, &digest](int64_t c, int64_t t) {
+          events.on_progress(digest, c, t);
+        };
       }
       if (events.on_retry) {
         ev.on_retry = [&events, &digest](const RetryNotice& n) { events.on_retry(digest, n); };
@@ -455,7 +456,8 @@ absl::StatusOr<Descriptor> Engine::PushImage(const PushImageSpec& spec, const Re
   // Manifests go last, children by digest first, so the tag never names an
   // image whose parts are missing.
   for (const ManifestToPush& child : plan.children) {
-    RETURN_IF_ERROR(PutManifest(ref.repo, child.descriptor.digest, child, retry, events, cancelled));
+    RETURN_IF_ERROR(
+        PutManifest(ref.repo, child.descriptor.digest, child, retry, events, cancelled));
   }
   RETURN_IF_ERROR(PutManifest(ref.repo, ref.tag.empty() ? ref.digest : ref.tag, plan.top, retry,
                               events, cancelled));
@@ -467,7 +469,8 @@ absl::StatusOr<Descriptor> Engine::PushImage(const PushImageSpec& spec, const Re
 
 absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(spec.ref));
-  if (spec.manifests.empty()) return absl::InvalidArgumentError("an index needs at least one manifest");
+  if (spec.manifests.empty())
+    return absl::InvalidArgumentError("an index needs at least one manifest");
   const bool docker = spec.media_type == media::kDockerList;
   if (!spec.media_type.empty() && !docker && spec.media_type != media::kOciIndex) {
     return absl::InvalidArgumentError(

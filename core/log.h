@@ -4,9 +4,8 @@
 #ifndef REGD_CORE_LOG_H_
 #define REGD_CORE_LOG_H_
 
-#include "absl/strings/string_view.h"
-
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace regd {
 

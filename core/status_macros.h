@@ -14,10 +14,10 @@
 #define REGD_CONCAT_(a, b) REGD_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function when `expr` is not OK.
-#define RETURN_IF_ERROR(expr)                        \
-  do {                                               \
-    ::absl::Status regd_status_ = (expr);            \
-    if (!regd_status_.ok()) return regd_status_;     \
+#define RETURN_IF_ERROR(expr)                    \
+  do {                                           \
+    ::absl::Status regd_status_ = (expr);        \
+    if (!regd_status_.ok()) return regd_status_; \
   } while (0)
 
 // ASSIGN_OR_RETURN(lhs, expr): evaluates the StatusOr `expr`; on error returns

@@ -67,7 +67,8 @@ absl::Status ApplySocketMode(const std::string& address, const std::string& mode
   char* end = nullptr;
   bits = std::strtoul(mode.c_str(), &end, 8);
   if (end == mode.c_str() || *end != '\0' || bits > 0777) {
-    return absl::InvalidArgumentError(absl::StrCat("--unix_socket_mode \"", mode, "\" is not octal"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--unix_socket_mode \"", mode, "\" is not octal"));
   }
   std::string path = address.substr(5);
   if (::chmod(path.c_str(), static_cast<mode_t>(bits)) != 0) {

@@ -32,8 +32,8 @@ absl::Status Logged(absl::string_view method, absl::string_view subject, absl::T
 // Starts `work` for a streaming reactor; if no worker can take it, the stream
 // ends at once with that status.
 template <typename Reactor>
-Reactor* StartStream(Executor* executor, Reactor* reactor, const char* method,
-                     std::string subject, std::function<absl::Status()> work) {
+Reactor* StartStream(Executor* executor, Reactor* reactor, const char* method, std::string subject,
+                     std::function<absl::Status()> work) {
   absl::Time start = absl::Now();
   absl::Status submitted =
       executor->Submit([reactor, method, subject, start, work = std::move(work)] {
@@ -111,19 +111,19 @@ grpc::ServerUnaryReactor* RegistryService::PushIndex(grpc::CallbackServerContext
   });
 }
 
-grpc::ServerWriteReactor<v1::BlobChunk>* RegistryService::ReadBlob(
-    grpc::CallbackServerContext*, const v1::ReadBlobRequest* req) {
+grpc::ServerWriteReactor<v1::BlobChunk>* RegistryService::ReadBlob(grpc::CallbackServerContext*,
+                                                                   const v1::ReadBlobRequest* req) {
   auto* reactor = new BlobReactor();
   return StartStream(executor_, reactor, "ReadBlob", absl::StrCat(req->repo(), "@", req->digest()),
                      [this, req, reactor]() -> absl::Status {
-    auto sink = [reactor](absl::string_view data) {
-      v1::BlobChunk chunk;
-      chunk.set_data(std::string(data));
-      return reactor->PushBlocking(std::move(chunk));
-    };
-    return engine_->ReadBlob(req->repo(), req->digest(), req->offset(), sink,
-                             reactor->cancelled());
-  });
+                       auto sink = [reactor](absl::string_view data) {
+                         v1::BlobChunk chunk;
+                         chunk.set_data(std::string(data));
+                         return reactor->PushBlocking(std::move(chunk));
+                       };
+                       return engine_->ReadBlob(req->repo(), req->digest(), req->offset(), sink,
+                                                reactor->cancelled());
+                     });
 }
 
 grpc::ServerWriteReactor<v1::WriteLayerEvent>* RegistryService::WriteLayer(
@@ -131,29 +131,30 @@ grpc::ServerWriteReactor<v1::WriteLayerEvent>* RegistryService::WriteLayer(
   auto* reactor = new WriteLayerReactor([](const v1::WriteLayerEvent& e) {
     return WriteLayerReactor::Class{"", e.has_progress()};
   });
-  return StartStream(executor_, reactor, "WriteLayer", req->repo(),
-                     [this, req, reactor]() -> absl::Status {
-    if (!req->has_layer()) return absl::InvalidArgumentError("layer is required");
-    ASSIGN_OR_RETURN(BlobSpec blob, FromProto(req->layer()));
-    UploadEvents events;
-    events.on_progress = [reactor](int64_t complete, int64_t total) {
-      v1::WriteLayerEvent e;
-      e.mutable_progress()->set_complete(complete);
-      e.mutable_progress()->set_total(total);
-      reactor->Push(std::move(e));
-    };
-    events.on_retry = [reactor](const RetryNotice& n) {
-      v1::WriteLayerEvent e;
-      ToProto(n, e.mutable_retry());
-      reactor->Push(std::move(e));
-    };
-    ASSIGN_OR_RETURN(LayerOutcome out, engine_->WriteLayer(req->repo(), blob, FromProto(req->retry()),
-                                                           events, reactor->cancelled()));
-    v1::WriteLayerEvent e;
-    ToProto(out, e.mutable_result());
-    reactor->Push(std::move(e));
-    return absl::OkStatus();
-  });
+  return StartStream(
+      executor_, reactor, "WriteLayer", req->repo(), [this, req, reactor]() -> absl::Status {
+        if (!req->has_layer()) return absl::InvalidArgumentError("layer is required");
+        ASSIGN_OR_RETURN(BlobSpec blob, FromProto(req->layer()));
+        UploadEvents events;
+        events.on_progress = [reactor](int64_t complete, int64_t total) {
+          v1::WriteLayerEvent e;
+          e.mutable_progress()->set_complete(complete);
+          e.mutable_progress()->set_total(total);
+          reactor->Push(std::move(e));
+        };
+        events.on_retry = [reactor](const RetryNotice& n) {
+          v1::WriteLayerEvent e;
+          ToProto(n, e.mutable_retry());
+          reactor->Push(std::move(e));
+        };
+        ASSIGN_OR_RETURN(LayerOutcome out,
+                         engine_->WriteLayer(req->repo(), blob, FromProto(req->retry()), events,
+                                             reactor->cancelled()));
+        v1::WriteLayerEvent e;
+        ToProto(out, e.mutable_result());
+        reactor->Push(std::move(e));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerWriteReactor<v1::PushEvent>* RegistryService::PushImage(
@@ -161,36 +162,36 @@ grpc::ServerWriteReactor<v1::PushEvent>* RegistryService::PushImage(
   auto* reactor = new PushReactor([](const v1::PushEvent& e) {
     return PushReactor::Class{e.blob_digest(), e.has_progress()};
   });
-  return StartStream(executor_, reactor, "PushImage", req->ref(),
-                     [this, req, reactor]() -> absl::Status {
-    ASSIGN_OR_RETURN(PushImageSpec spec, FromProto(*req));
-    PushEvents events;
-    events.on_progress = [reactor](const std::string& digest, int64_t complete, int64_t total) {
-      v1::PushEvent e;
-      e.set_blob_digest(digest);
-      e.mutable_progress()->set_complete(complete);
-      e.mutable_progress()->set_total(total);
-      reactor->Push(std::move(e));
-    };
-    events.on_retry = [reactor](const std::string& digest, const RetryNotice& n) {
-      v1::PushEvent e;
-      e.set_blob_digest(digest);
-      ToProto(n, e.mutable_retry());
-      reactor->Push(std::move(e));
-    };
-    events.on_layer = [reactor](const std::string& digest, const LayerOutcome& out) {
-      v1::PushEvent e;
-      e.set_blob_digest(digest);
-      ToProto(out, e.mutable_layer());
-      reactor->Push(std::move(e));
-    };
-    ASSIGN_OR_RETURN(Descriptor d, engine_->PushImage(spec, FromProto(req->retry()), events,
-                                                      reactor->cancelled()));
-    v1::PushEvent e;
-    ToProto(d, e.mutable_result()->mutable_descriptor_());
-    reactor->Push(std::move(e));
-    return absl::OkStatus();
-  });
+  return StartStream(
+      executor_, reactor, "PushImage", req->ref(), [this, req, reactor]() -> absl::Status {
+        ASSIGN_OR_RETURN(PushImageSpec spec, FromProto(*req));
+        PushEvents events;
+        events.on_progress = [reactor](const std::string& digest, int64_t complete, int64_t total) {
+          v1::PushEvent e;
+          e.set_blob_digest(digest);
+          e.mutable_progress()->set_complete(complete);
+          e.mutable_progress()->set_total(total);
+          reactor->Push(std::move(e));
+        };
+        events.on_retry = [reactor](const std::string& digest, const RetryNotice& n) {
+          v1::PushEvent e;
+          e.set_blob_digest(digest);
+          ToProto(n, e.mutable_retry());
+          reactor->Push(std::move(e));
+        };
+        events.on_layer = [reactor](const std::string& digest, const LayerOutcome& out) {
+          v1::PushEvent e;
+          e.set_blob_digest(digest);
+          ToProto(out, e.mutable_layer());
+          reactor->Push(std::move(e));
+        };
+        ASSIGN_OR_RETURN(Descriptor d, engine_->PushImage(spec, FromProto(req->retry()), events,
+                                                          reactor->cancelled()));
+        v1::PushEvent e;
+        ToProto(d, e.mutable_result()->mutable_descriptor_());
+        reactor->Push(std::move(e));
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace regd

@@ -30,7 +30,8 @@ bool ScopeCovered(const std::vector<std::string>& scopes, absl::string_view scop
     bool found = false;
     for (const std::string& have : scopes) {
       size_t hcut = have.rfind(':');
-      if (hcut == std::string::npos || absl::string_view(have).substr(0, hcut) != resource) continue;
+      if (hcut == std::string::npos || absl::string_view(have).substr(0, hcut) != resource)
+        continue;
       for (absl::string_view a : absl::StrSplit(absl::string_view(have).substr(hcut + 1), ',')) {
         found = found || a == action;
       }
@@ -132,9 +133,8 @@ absl::StatusOr<std::string> Authenticator::Authorize(const Endpoint& ep,
   if (const Challenge* bearer = Pick(challenges, "bearer")) {
     if (!creds.registry_token.empty()) return absl::StrCat("Bearer ", creds.registry_token);
     std::string key = absl::StrCat(ep.registry, " ", absl::StrJoin(scopes, " "));
-    ASSIGN_OR_RETURN(std::string token, tokens_.Get(key, [&] {
-                       return FetchToken(ep, *bearer, scopes, creds);
-                     }));
+    ASSIGN_OR_RETURN(std::string token,
+                     tokens_.Get(key, [&] { return FetchToken(ep, *bearer, scopes, creds); }));
     return absl::StrCat("Bearer ", token);
   }
   if (Pick(challenges, "basic") != nullptr) {
@@ -142,7 +142,8 @@ absl::StatusOr<std::string> Authenticator::Authorize(const Endpoint& ep,
     return BasicHeader(creds);
   }
   return absl::FailedPreconditionError(absl::StrCat(
-      ep.registry, " asks for an authentication scheme regd does not speak: ", challenges[0].scheme));
+      ep.registry,
+      " asks for an authentication scheme regd does not speak: ", challenges[0].scheme));
 }
 
 std::vector<std::string> Authenticator::OnUnauthorized(const Endpoint& ep,
@@ -220,7 +221,8 @@ absl::StatusOr<BearerToken> Authenticator::FetchToken(const Endpoint& ep, const 
   rapidjson::Document doc;
   doc.Parse(resp.body.data(), resp.body.size());
   if (doc.HasParseError() || !doc.IsObject()) {
-    return absl::UnavailableError(absl::StrCat("token service for ", ep.registry, " sent invalid JSON"));
+    return absl::UnavailableError(
+        absl::StrCat("token service for ", ep.registry, " sent invalid JSON"));
   }
   BearerToken tok;
   for (const char* key : {"token", "access_token"}) {
@@ -231,7 +233,8 @@ absl::StatusOr<BearerToken> Authenticator::FetchToken(const Endpoint& ep, const 
     }
   }
   if (tok.value.empty()) {
-    return absl::UnavailableError(absl::StrCat("token service for ", ep.registry, " sent no token"));
+    return absl::UnavailableError(
+        absl::StrCat("token service for ", ep.registry, " sent no token"));
   }
   auto exp = doc.FindMember("expires_in");
   if (exp != doc.MemberEnd() && exp->value.IsNumber() && exp->value.GetDouble() > 0) {

@@ -44,7 +44,8 @@ class Authenticator {
   // on the retry: `scopes` plus any the challenge names that they lack (a
   // DELETE on distribution needs the "delete" action, for instance). The caller
   // then calls Authorize with them and retries once.
-  std::vector<std::string> OnUnauthorized(const Endpoint& ep, const std::vector<std::string>& scopes,
+  std::vector<std::string> OnUnauthorized(const Endpoint& ep,
+                                          const std::vector<std::string>& scopes,
                                           const std::string& authorization,
                                           const HttpResponse& resp);
 

@@ -75,7 +75,8 @@ absl::StatusOr<Credentials> FromAuthEntry(const rapidjson::Value& entry) {
   if (!auth.empty()) {
     std::string decoded;
     if (!absl::Base64Unescape(auth, &decoded) || decoded.find(':') == std::string::npos) {
-      return absl::FailedPreconditionError("docker config: an \"auth\" entry is not base64 user:password");
+      return absl::FailedPreconditionError(
+          "docker config: an \"auth\" entry is not base64 user:password");
     }
     size_t colon = decoded.find(':');
     c.username = decoded.substr(0, colon);
@@ -102,7 +103,8 @@ absl::StatusOr<Credentials> CredentialsFromDockerConfig(absl::string_view json,
   if (helpers != doc.MemberEnd() && helpers->value.IsObject()) {
     for (auto& m : helpers->value.GetObject()) {
       if (m.value.IsString() && KeyMatches(m.name.GetString(), registry)) {
-        ASSIGN_OR_RETURN(std::string out, helper_runner(m.value.GetString(), HelperServer(registry)));
+        ASSIGN_OR_RETURN(std::string out,
+                         helper_runner(m.value.GetString(), HelperServer(registry)));
         return FromHelperOutput(out);
       }
     }
@@ -142,7 +144,8 @@ absl::StatusOr<Credentials> ParseCredentialsFile(absl::string_view json) {
 absl::StatusOr<std::string> RunCredentialHelper(const std::string& helper,
                                                 const std::string& server) {
   for (char ch : helper) {
-    if (!(absl::ascii_isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) {
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' ||
+          ch == '.')) {
       return absl::FailedPreconditionError("credential helper name has invalid characters");
     }
   }
@@ -167,7 +170,8 @@ absl::StatusOr<std::string> RunCredentialHelper(const std::string& helper,
   if (rc != 0) {
     close(in_pipe[1]);
     close(out_pipe[0]);
-    return absl::FailedPreconditionError(absl::StrCat("cannot run ", prog, ": ", std::strerror(rc)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot run ", prog, ": ", std::strerror(rc)));
   }
   std::string input = server;
   (void)!write(in_pipe[1], input.data(), input.size());
@@ -185,7 +189,8 @@ absl::StatusOr<std::string> RunCredentialHelper(const std::string& helper,
   }
   if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
     // docker-credential helpers print "credentials not found in native keychain".
-    if (absl::StrContains(out, "not found")) return absl::NotFoundError("helper has no credentials");
+    if (absl::StrContains(out, "not found"))
+      return absl::NotFoundError("helper has no credentials");
     return absl::FailedPreconditionError(absl::StrCat(prog, " failed"));
   }
   return out;
@@ -232,7 +237,8 @@ absl::StatusOr<Credentials> CredentialStore::Resolve(const std::string& registry
   absl::StatusOr<std::string> json = ReadSmallFile(dir + "/config.json", 4 << 20);
   if (absl::IsNotFound(json.status())) return Credentials{};
   if (!json.ok()) return json.status();
-  absl::StatusOr<Credentials> c = CredentialsFromDockerConfig(*json, registry, options_.helper_runner);
+  absl::StatusOr<Credentials> c =
+      CredentialsFromDockerConfig(*json, registry, options_.helper_runner);
   if (absl::IsNotFound(c.status())) return Credentials{};
   return c;
 }

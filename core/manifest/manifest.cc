@@ -309,17 +309,20 @@ void WriteDescriptorArray(Writer& w, const char* key, const std::vector<Descript
 }  // namespace
 
 std::string SerializeManifest(const Manifest& m) {
-  return SerializeTopLevel(m.media_type, [&m](Writer& w) {
-    w.Key("config");
-    WriteDescriptor(w, m.config);
-    WriteDescriptorArray(w, "layers", m.layers);
-  }, m.annotations);
+  return SerializeTopLevel(
+      m.media_type,
+      [&m](Writer& w) {
+        w.Key("config");
+        WriteDescriptor(w, m.config);
+        WriteDescriptorArray(w, "layers", m.layers);
+      },
+      m.annotations);
 }
 
 std::string SerializeIndex(const Index& idx) {
-  return SerializeTopLevel(idx.media_type, [&idx](Writer& w) {
-    WriteDescriptorArray(w, "manifests", idx.manifests);
-  }, idx.annotations);
+  return SerializeTopLevel(
+      idx.media_type, [&idx](Writer& w) { WriteDescriptorArray(w, "manifests", idx.manifests); },
+      idx.annotations);
 }
 
 std::optional<size_t> MatchIndex(const Index& idx, const Platform& want) {

@@ -15,8 +15,7 @@ constexpr size_t kMaxNameLength = 255;
 constexpr size_t kMaxTagLength = 128;
 
 absl::Status Invalid(absl::string_view input, absl::string_view why) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("invalid image reference \"", input, "\": ", why));
+  return absl::InvalidArgumentError(absl::StrCat("invalid image reference \"", input, "\": ", why));
 }
 
 bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
@@ -59,7 +58,8 @@ absl::Status ValidateDomain(absl::string_view input, absl::string_view domain) {
     size_t close = domain.find(']');
     if (close == absl::string_view::npos) return Invalid(input, "unterminated IPv6 address");
     absl::string_view inside = domain.substr(1, close - 1);
-    if (inside.empty() || inside.find_first_not_of("0123456789abcdefABCDEF:.") != absl::string_view::npos) {
+    if (inside.empty() ||
+        inside.find_first_not_of("0123456789abcdefABCDEF:.") != absl::string_view::npos) {
       return Invalid(input, "bad IPv6 address in registry");
     }
     host = domain.substr(0, close + 1);
@@ -108,8 +108,8 @@ absl::StatusOr<Repository> SplitName(absl::string_view input, absl::string_view 
   size_t slash = name.find('/');
   absl::string_view first = name.substr(0, slash);
   bool is_domain = slash != absl::string_view::npos &&
-                   (first.find_first_of(".:") != absl::string_view::npos ||
-                    first == "localhost" || absl::AsciiStrToLower(first) != first);
+                   (first.find_first_of(".:") != absl::string_view::npos || first == "localhost" ||
+                    absl::AsciiStrToLower(first) != first);
   absl::string_view path = name;
   if (is_domain) {
     RETURN_IF_ERROR(ValidateDomain(input, first));
@@ -156,8 +156,8 @@ absl::Status ValidateDigest(absl::string_view digest) {
   absl::string_view hex = digest.substr(colon + 1);
   size_t want = algo == "sha256" ? 64 : algo == "sha512" ? 128 : 0;
   if (want == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "invalid digest \"", digest, "\": unsupported algorithm \"", algo, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid digest \"", digest, "\": unsupported algorithm \"", algo, "\""));
   }
   if (hex.size() != want) {
     return absl::InvalidArgumentError(absl::StrCat("invalid digest \"", digest, "\": ", algo,
@@ -187,7 +187,8 @@ absl::StatusOr<Reference> ParseReference(absl::string_view input) {
   if (input.empty()) return Invalid(input, "empty reference");
   if (input.size() > 4096) return Invalid(input.substr(0, 64), "reference too long");
   for (char c : input) {
-    if (std::isspace(static_cast<unsigned char>(c)) || std::iscntrl(static_cast<unsigned char>(c))) {
+    if (std::isspace(static_cast<unsigned char>(c)) ||
+        std::iscntrl(static_cast<unsigned char>(c))) {
       return Invalid(input, "contains whitespace or control characters");
     }
   }

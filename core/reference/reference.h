@@ -8,9 +8,9 @@
 #define REGD_CORE_REFERENCE_REFERENCE_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace regd {
 

@@ -54,7 +54,8 @@ absl::Status StatusFromHttp(const HttpResponse& resp, absl::string_view what,
     case 504:
       return absl::UnavailableError(msg);
     case 400:
-      if (absl::StrContains(detail, "DIGEST_INVALID") || absl::StrContains(detail, "SIZE_INVALID")) {
+      if (absl::StrContains(detail, "DIGEST_INVALID") ||
+          absl::StrContains(detail, "SIZE_INVALID")) {
         return absl::InvalidArgumentError(msg);
       }
       return absl::InvalidArgumentError(msg);

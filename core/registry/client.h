@@ -11,10 +11,10 @@
 #define REGD_CORE_REGISTRY_CLIENT_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/auth/authenticator.h"
 #include "core/config.h"
 #include "core/http/http.h"
@@ -23,9 +23,9 @@ namespace regd {
 
 // What a 404 means for the caller.
 enum class NotFoundMeaning {
-  kImage,    // "image reference not found"
-  kBlob,     // "image reference not found" too (blobs are named by digest refs)
-  kUpload,   // the upload session is gone
+  kImage,   // "image reference not found"
+  kBlob,    // "image reference not found" too (blobs are named by digest refs)
+  kUpload,  // the upload session is gone
   kGeneric,
 };
 

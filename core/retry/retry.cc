@@ -45,8 +45,8 @@ std::optional<absl::Duration> ParseRetryAfter(absl::string_view value, absl::Tim
   absl::Time t;
   std::string err;
   // IMF-fixdate, then the obsolete RFC 850 and asctime forms.
-  for (const char* fmt : {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT",
-                          "%a %b %e %H:%M:%S %Y"}) {
+  for (const char* fmt :
+       {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"}) {
     if (absl::ParseTime(fmt, value, absl::UTCTimeZone(), &t, &err)) {
       return std::max(absl::ZeroDuration(), t - now);
     }

@@ -8,18 +8,18 @@
 
 #include <atomic>
 #include <optional>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace regd {
 
 struct RetryPolicy {
-  int max_attempts = 5;                         // total attempts, including the first
+  int max_attempts = 5;  // total attempts, including the first
   absl::Duration initial_delay = absl::Seconds(2);
   double factor = 2.0;
-  double jitter = 0.1;                          // ± fraction of the delay
+  double jitter = 0.1;  // ± fraction of the delay
   absl::Duration max_delay = absl::Seconds(60);
 
   // Fills zero/invalid fields with the defaults above and clamps the rest.

@@ -24,7 +24,8 @@ absl::StatusOr<std::string> RealPath(const std::string& path) {
     if (err == ENOENT || err == ENOTDIR) {
       return absl::NotFoundError(absl::StrCat("no such file: ", path));
     }
-    return absl::PermissionDeniedError(absl::StrCat("cannot resolve ", path, ": ", std::strerror(err)));
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot resolve ", path, ": ", std::strerror(err)));
   }
   return std::string(buf);
 }
@@ -83,7 +84,8 @@ absl::StatusOr<std::unique_ptr<OpenedBlob>> OpenedBlob::OpenFile(const std::stri
   if (fd < 0) {
     int err = errno;
     if (err == ENOENT) return absl::NotFoundError(absl::StrCat("no such file: ", path));
-    return absl::PermissionDeniedError(absl::StrCat("cannot open ", path, ": ", std::strerror(err)));
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot open ", path, ": ", std::strerror(err)));
   }
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

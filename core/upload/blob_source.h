@@ -28,7 +28,8 @@ namespace regd {
 class OpenedBlob {
  public:
   // Opens a regular file (already resolved by ResolveAllowedPath).
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<OpenedBlob>> OpenFile(const std::string& path);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<OpenedBlob>> OpenFile(
+      const std::string& path);
   // Wraps inline bytes (copied once into the blob).
   static std::unique_ptr<OpenedBlob> FromData(std::string data);
   ~OpenedBlob();
@@ -43,7 +44,8 @@ class OpenedBlob {
   // Reads [offset, offset+len) into buf; returns bytes read.
   [[nodiscard]] absl::StatusOr<size_t> ReadAt(int64_t offset, char* buf, size_t len) const;
   // One streaming pass: the digest ("sha256:...") of the whole blob.
-  [[nodiscard]] absl::StatusOr<std::string> ComputeDigest(const std::string& algorithm = "sha256") const;
+  [[nodiscard]] absl::StatusOr<std::string> ComputeDigest(
+      const std::string& algorithm = "sha256") const;
 
  private:
   OpenedBlob() = default;

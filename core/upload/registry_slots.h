@@ -24,8 +24,11 @@ class RegistrySlots {
 
   class Slot {
    public:
-    Slot(RegistrySlots* owner, std::string registry) : owner_(owner), registry_(std::move(registry)) {}
-    Slot(Slot&& o) noexcept : owner_(o.owner_), registry_(std::move(o.registry_)) { o.owner_ = nullptr; }
+    Slot(RegistrySlots* owner, std::string registry)
+        : owner_(owner), registry_(std::move(registry)) {}
+    Slot(Slot&& o) noexcept : owner_(o.owner_), registry_(std::move(o.registry_)) {
+      o.owner_ = nullptr;
+    }
     Slot& operator=(Slot&&) = delete;
     ~Slot() {
       if (owner_ != nullptr) owner_->Release(registry_);
@@ -37,7 +40,8 @@ class RegistrySlots {
   };
 
   // Waits for a free slot; CANCELLED when `cancelled` is set first.
-  [[nodiscard]] absl::StatusOr<Slot> Acquire(const std::string& registry, const CancelFlag& cancelled);
+  [[nodiscard]] absl::StatusOr<Slot> Acquire(const std::string& registry,
+                                             const CancelFlag& cancelled);
 
  private:
   struct Counter {

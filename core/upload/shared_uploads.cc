@@ -30,8 +30,8 @@ void SharedUploads::Finish(const std::string& key, const std::shared_ptr<Flight>
   flight->status_ = std::move(status);
 }
 
-absl::Status SharedUploads::Wait(const std::shared_ptr<Flight>& flight, const ProgressFn& on_progress,
-                                 const CancelFlag& cancelled) {
+absl::Status SharedUploads::Wait(const std::shared_ptr<Flight>& flight,
+                                 const ProgressFn& on_progress, const CancelFlag& cancelled) {
   absl::MutexLock lock(&flight->mu_);
   int id = flight->next_id_++;
   if (on_progress) {

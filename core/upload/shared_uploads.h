@@ -59,8 +59,8 @@ class SharedUploads {
 
   // Follower: relays progress to `on_progress` until the leader finishes, and
   // returns the leader's status (CANCELLED if `cancelled` is set first).
-  [[nodiscard]] absl::Status Wait(const std::shared_ptr<Flight>& flight, const ProgressFn& on_progress,
-                                  const CancelFlag& cancelled);
+  [[nodiscard]] absl::Status Wait(const std::shared_ptr<Flight>& flight,
+                                  const ProgressFn& on_progress, const CancelFlag& cancelled);
 
   // Flights in the table (for tests and metrics).
   size_t in_flight() const;

@@ -58,7 +58,8 @@ absl::StatusOr<HttpResponse> BlobUploader::Send(HttpRequest req) {
   retry_after_.reset();
   absl::StatusOr<HttpResponse> resp = client_->Send(job_.endpoint, scopes_, std::move(req));
   if (resp.ok()) {
-    if (auto ra = resp->Header("retry-after")) retry_after_ = ParseRetryAfter(*ra, job_.clock->Now());
+    if (auto ra = resp->Header("retry-after"))
+      retry_after_ = ParseRetryAfter(*ra, job_.clock->Now());
   } else if (Cancelled()) {
     return absl::CancelledError("upload cancelled");
   }
@@ -186,7 +187,8 @@ absl::Status BlobUploader::SendChunk() {
     ReportProgress(offset_, true);
     return absl::OkStatus();
   }
-  if (resp->status == 416) return absl::OutOfRangeError("PATCH answered 416: asking where to resume");
+  if (resp->status == 416)
+    return absl::OutOfRangeError("PATCH answered 416: asking where to resume");
   if (resp->status == 404) return absl::AbortedError("upload session lost (PATCH answered 404)");
   return StatusFromHttp(*resp, "PATCH blob chunk");
 }
@@ -250,8 +252,8 @@ void BlobUploader::Abandon() {
   req.url = location_;
   // Not cancellable: this is the clean-up after a cancel.
   absl::StatusOr<HttpResponse> resp = client_->Send(job_.endpoint, scopes_, std::move(req));
-  if (!resp.ok() || (resp->status != 204 && resp->status != 202 && resp->status != 200 &&
-                     resp->status != 404)) {
+  if (!resp.ok() ||
+      (resp->status != 204 && resp->status != 202 && resp->status != 200 && resp->status != 404)) {
     LogWarning("could not delete abandoned upload session for ", job_.digest, " in ",
                job_.repo.String());
   }
@@ -318,15 +320,16 @@ absl::StatusOr<LayerOutcomeKind> BlobUploader::Run() {
     if (Cancelled() || absl::IsCancelled(st)) return Fail(absl::CancelledError("upload cancelled"));
     if (!Retryable(st)) return Fail(st);
     if (attempt >= policy.max_attempts) {
-      return Fail(absl::Status(st.code(), absl::StrCat(st.message(), " (gave up after ", attempt,
-                                                       " attempts)")));
+      return Fail(absl::Status(
+          st.code(), absl::StrCat(st.message(), " (gave up after ", attempt, " attempts)")));
     }
     absl::Duration wait = policy.Delay(attempt, std::uniform_real_distribution<>(0, 1)(rng));
     if (retry_after_.has_value()) wait = std::max(wait, *retry_after_);
     // Session-level hiccups (416, lost session) resume at once.
     if (absl::IsOutOfRange(st)) wait = absl::ZeroDuration();
     if (job_.events.on_retry) {
-      job_.events.on_retry(RetryNotice{attempt, policy.max_attempts, std::string(st.message()), wait});
+      job_.events.on_retry(
+          RetryNotice{attempt, policy.max_attempts, std::string(st.message()), wait});
     }
     ++attempt;
     if (!Sleep(wait)) return Fail(absl::CancelledError("upload cancelled"));

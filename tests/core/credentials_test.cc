@@ -19,12 +19,13 @@ class FakeClock : public Clock {
 };
 
 HelperRunner FakeHelper(int* calls) {
-  return [calls](const std::string& helper, const std::string& server) -> absl::StatusOr<std::string> {
-    ++*calls;
-    if (helper == "missing") return absl::NotFoundError("no creds");
-    return std::string(R"({"ServerURL":")") + server + R"(","Username":"u-)" + helper +
-           R"(","Secret":"s-)" + server + R"("})";
-  };
+  return
+      [calls](const std::string& helper, const std::string& server) -> absl::StatusOr<std::string> {
+        ++*calls;
+        if (helper == "missing") return absl::NotFoundError("no creds");
+        return std::string(R"({"ServerURL":")") + server + R"(","Username":"u-)" + helper +
+               R"(","Secret":"s-)" + server + R"("})";
+      };
 }
 
 TEST(DockerConfig, AuthsBase64) {
@@ -40,7 +41,8 @@ TEST(DockerConfig, AuthsBase64) {
 
 TEST(DockerConfig, UrlKeysAndDockerHubAliases) {
   std::string json = std::string(R"({"auths":{"https://index.docker.io/v1/":{"auth":")") +
-                     absl::Base64Escape("hub:pw") + R"("},"https://reg.io/v2/":{"username":"x","password":"y"}}})";
+                     absl::Base64Escape("hub:pw") +
+                     R"("},"https://reg.io/v2/":{"username":"x","password":"y"}}})";
   int calls = 0;
   auto hub = CredentialsFromDockerConfig(json, "docker.io", FakeHelper(&calls));
   ASSERT_TRUE(hub.ok());
@@ -109,7 +111,8 @@ TEST(CredentialHelper, RunsRealProgram) {
   {
     std::ofstream f(prog);
     f << "#!/bin/sh\n[ \"$1\" = get ] || exit 3\nread server\n"
-         "case \"$server\" in\n  known.io) printf '{\"ServerURL\":\"%s\",\"Username\":\"bob\",\"Secret\":\"hunter2\"}' \"$server\";;\n"
+         "case \"$server\" in\n  known.io) printf "
+         "'{\"ServerURL\":\"%s\",\"Username\":\"bob\",\"Secret\":\"hunter2\"}' \"$server\";;\n"
          "  *) echo 'credentials not found in native keychain'; exit 1;;\nesac\n";
   }
   chmod(prog.c_str(), 0755);

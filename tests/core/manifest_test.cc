@@ -13,11 +13,14 @@ constexpr char kD3[] = "sha256:3333333333333333333333333333333333333333333333333
 std::string OciIndex() {
   return std::string(R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json",
     "manifests":[
-      {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")") + kD1 +
+      {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")") +
+         kD1 +
          R"(","size":10,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}},
-      {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + kD2 +
+      {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+         kD2 +
          R"(","size":11},
-      {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + kD3 +
+      {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+         kD3 +
          R"(","size":12,"platform":{"os":"linux","architecture":"amd64"},
        "annotations":{"a":"b"}}]})";
 }
@@ -74,10 +77,11 @@ TEST(Index, DefaultIsFirstWithoutAmd64) {
 }
 
 TEST(Manifest, ParseOciWithLayers) {
-  std::string body = std::string(R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
-    "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")") + kD1 +
-                     R"(","size":5},"layers":[{"mediaType":"l","digest":")" + kD2 +
-                     R"(","size":7,"annotations":{"x":"y"}}],"annotations":{"k":"v"}})";
+  std::string body =
+      std::string(R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+    "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")") +
+      kD1 + R"(","size":5},"layers":[{"mediaType":"l","digest":")" + kD2 +
+      R"(","size":7,"annotations":{"x":"y"}}],"annotations":{"k":"v"}})";
   auto m = ParseManifest(body);
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->config.digest, kD1);
@@ -93,7 +97,8 @@ TEST(Manifest, ParseOciWithLayers) {
 
 TEST(Manifest, RejectsBadDescriptors) {
   EXPECT_FALSE(ParseManifest(R"({"config":{"digest":"sha256:x","size":1}})").ok());
-  EXPECT_FALSE(ParseManifest(std::string(R"({"config":{"digest":")") + kD1 + R"(","size":-1}})").ok());
+  EXPECT_FALSE(
+      ParseManifest(std::string(R"({"config":{"digest":")") + kD1 + R"(","size":-1}})").ok());
   EXPECT_FALSE(ParseManifest("not json").ok());
   EXPECT_FALSE(ParseManifest("[]").ok());
   EXPECT_FALSE(ParseIndex(R"({"manifests":{}})").ok());
@@ -106,8 +111,10 @@ TEST(Manifest, SizeCap) {
 }
 
 TEST(Manifest, DetectKind) {
-  EXPECT_EQ(*DetectManifestKind("application/vnd.oci.image.index.v1+json", "{}"), ManifestKind::kIndex);
-  EXPECT_EQ(*DetectManifestKind("application/vnd.docker.distribution.manifest.v2+json; charset=utf-8", "{}"),
+  EXPECT_EQ(*DetectManifestKind("application/vnd.oci.image.index.v1+json", "{}"),
+            ManifestKind::kIndex);
+  EXPECT_EQ(*DetectManifestKind(
+                "application/vnd.docker.distribution.manifest.v2+json; charset=utf-8", "{}"),
             ManifestKind::kManifest);
   EXPECT_EQ(*DetectManifestKind("application/json", R"({"manifests":[]})"), ManifestKind::kIndex);
   EXPECT_EQ(*DetectManifestKind("", R"({"config":{}})"), ManifestKind::kManifest);
@@ -142,7 +149,8 @@ TEST(Index, SerialiseKeepsPlatforms) {
 }
 
 TEST(Digest, Sha256) {
-  EXPECT_EQ(Sha256Digest(""), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Sha256Digest(""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   auto d = Digester::Create("sha512");
   ASSERT_TRUE(d.ok());
   d->Update("abc");

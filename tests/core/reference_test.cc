@@ -78,16 +78,16 @@ TEST_P(InvalidReference, IsInvalidArgument) {
 
 INSTANTIATE_TEST_SUITE_P(
     Table, InvalidReference,
-    ::testing::Values("", "upper/CASE", "a:b:c", "repo@sha256:short", "host:port/", "-bad",
-                      "a//b", "a/", "/a", "alpine:", "alpine:-tag", "alpine:.tag",
-                      "alpine@", "alpine@md5:abcd", "alpine@sha256:XYZ",
-                      "alpine@sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
-                      "alpine bad", "a/b_", "a/_b", "a/b..c", "a/b___c", "localhost:abc/x",
-                      "localhost:123456/x", "127.0.0.1:99999/x", "host:0/x", "-host.io/x", "host-.io/x", "a/b:tag with space",
-                      "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-                      "x:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-                      "[::1/app", "a\tb", "@sha256:abc"));
+    ::testing::Values(
+        "", "upper/CASE", "a:b:c", "repo@sha256:short", "host:port/", "-bad", "a//b", "a/", "/a",
+        "alpine:", "alpine:-tag", "alpine:.tag", "alpine@", "alpine@md5:abcd", "alpine@sha256:XYZ",
+        "alpine@sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+        "alpine bad", "a/b_", "a/_b", "a/b..c", "a/b___c", "localhost:abc/x", "localhost:123456/x",
+        "127.0.0.1:99999/x", "host:0/x", "-host.io/x", "host-.io/x", "a/b:tag with space",
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "x:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "[::1/app", "a\tb", "@sha256:abc"));
 
 TEST(Reference, StringRoundTrip) {
   auto r = ParseReference("localhost:5000/a/b:v1");

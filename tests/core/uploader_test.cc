@@ -37,7 +37,7 @@ class FakeRegistry : public Transport {
   std::map<std::string, Fault> faults;
 
   std::map<std::string, std::string> blobs;  // digest → bytes
-  int64_t body_bytes = 0;  // request-body bytes the registry received
+  int64_t body_bytes = 0;                    // request-body bytes the registry received
   std::vector<std::string> log;
 
   absl::StatusOr<HttpResponse> Send(const HttpRequest& req) override {
@@ -102,7 +102,8 @@ class FakeRegistry : public Transport {
     }
     if (req.method == "PATCH") {
       std::string cr;
-      for (auto& [k, v] : req.headers) if (k == "Content-Range") cr = v;
+      for (auto& [k, v] : req.headers)
+        if (k == "Content-Range") cr = v;
       int64_t start = 0;
       absl::SimpleAtoi(cr.substr(0, cr.find('-')), &start);
       if (start != static_cast<int64_t>(s.data.size())) {
@@ -168,9 +169,9 @@ class FakeRegistry : public Transport {
     *id = rest.substr(0, rest.find('?'));
     size_t st = rest.find("_state=");
     if (st == std::string::npos) return false;
-    *state = rest.substr(st + 7, rest.find('&', st) == std::string::npos
-                                     ? std::string::npos
-                                     : rest.find('&', st) - st - 7);
+    *state =
+        rest.substr(st + 7, rest.find('&', st) == std::string::npos ? std::string::npos
+                                                                    : rest.find('&', st) - st - 7);
     return true;
   }
   std::string ReadBody(const HttpRequest& req) {
@@ -329,7 +330,8 @@ TEST_F(UploaderTest, ServerErrorsHonourRetryAfterAndCountAttempts) {
 }
 
 TEST_F(UploaderTest, GivesUpAfterMaxAttemptsAndDeletesTheSession) {
-  for (int i = 2; i < 10; ++i) reg_.faults[absl::StrCat("PATCH#", i)] = {FakeRegistry::Fault::kStatus, 502};
+  for (int i = 2; i < 10; ++i)
+    reg_.faults[absl::StrCat("PATCH#", i)] = {FakeRegistry::Fault::kStatus, 502};
   auto r = Run(4 * kMiB, 3);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
