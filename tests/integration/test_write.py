@@ -703,10 +703,12 @@ class WireTest(WriteCase):
         data = random_bytes(size, "cancel")
         path = write_file(os.path.join(ALLOWED, "blobs"), uniq("cancel"), data)
         repo = "wire/" + uniq("cancel")
-        PROXY.add_fault("throttle", method="PATCH", times=None, rate=8 * MiB)
+        # Slow enough (4 s a chunk) that the cancel lands inside the first
+        # PATCH even when this client reads its events late on a busy machine.
+        PROXY.add_fault("throttle", method="PATCH", times=None, rate=2 * MiB)
         seen, cancelled_at = self._cancel_when(
             repo, path,
-            lambda ev: ev.WhichOneof("event") == "progress" and ev.progress.complete >= 4 * MiB)
+            lambda ev: ev.WhichOneof("event") == "progress" and ev.progress.complete >= 1 * MiB)
         ups = self._wait_for_delete(repo)
         self.assertEqual([e.method for e in ups], ["POST", "PATCH", "DELETE"], ups)
         self.assertLess(ups[-1].started - cancelled_at, 2, "the DELETE came late: %s" % ups)
