@@ -80,10 +80,12 @@ absl::StatusOr<std::string> ResolveAllowedPath(const std::string& path,
 }
 
 absl::StatusOr<std::unique_ptr<OpenedBlob>> OpenedBlob::OpenFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // `path` is already resolved: a symlink here means it was swapped since.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     int err = errno;
     if (err == ENOENT) return absl::NotFoundError(absl::StrCat("no such file: ", path));
+    if (err == ELOOP) return absl::PermissionDeniedError(absl::StrCat(path, " is a symlink"));
     return absl::PermissionDeniedError(
         absl::StrCat("cannot open ", path, ": ", std::strerror(err)));
   }

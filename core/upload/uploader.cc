@@ -276,8 +276,6 @@ absl::StatusOr<LayerOutcomeKind> BlobUploader::Run() {
   bool tried_mount = job_.mount_from.empty();
   while (true) {
     if (Cancelled()) return Fail(absl::CancelledError("upload cancelled"));
-    int64_t before = offset_;
-    bool had_session = !location_.empty();
     absl::Status st;
     bool done = false;
     if (!checked_exists) {
@@ -314,7 +312,12 @@ absl::StatusOr<LayerOutcomeKind> BlobUploader::Run() {
     }
     if (done) return LayerOutcomeKind::kUploaded;
     if (st.ok()) {
-      if (offset_ > before || (!had_session && !location_.empty())) attempt = 1;
+      // Only bytes the registry never held before count as progress, so a
+      // registry that keeps dropping sessions cannot keep us going forever.
+      if (offset_ > high_water_) {
+        high_water_ = offset_;
+        attempt = 1;
+      }
       continue;
     }
     if (Cancelled() || absl::IsCancelled(st)) return Fail(absl::CancelledError("upload cancelled"));

@@ -14,14 +14,14 @@
 //
 // Failures: transport errors and 408/429/5xx are retried with the call's
 // RetryPolicy (a RetryEvent before each wait; Retry-After is a floor on the
-// wait). The attempt count restarts whenever the registry acknowledges new
-// bytes. Before sending data again after a failure, the uploader asks the
-// registry where it is (GET Location → Range + new Location) and resumes from
-// there; 416 also means "ask". If the session is gone (404, as distribution 2.8
-// answers once a partly received body has been appended), it opens a fresh
-// session and starts over, the only case that re-sends from byte 0. A failed
-// final PUT first checks whether the blob landed (HEAD). This is the one place
-// where these resume decisions are made.
+// wait). The attempt count restarts whenever the registry acknowledges bytes
+// beyond the most it ever held (so a registry that keeps dropping sessions
+// cannot keep an upload going forever). Before sending data again after a failure, the uploader
+// asks the registry where it is (GET Location → Range + new Location) and resumes from there; 416
+// also means "ask". If the session is gone (404, as distribution 2.8 answers once a partly received
+// body has been appended), it opens a fresh session and starts over, the only case that re-sends
+// from byte 0. A failed final PUT first checks whether the blob landed (HEAD). This is the one
+// place where these resume decisions are made.
 //
 // Cancellation (the flag) stops the transfer promptly; any open session is
 // DELETEd on cancellation and on final failure.
@@ -100,8 +100,9 @@ class BlobUploader {
   UploadJob job_;
   std::vector<std::string> scopes_;
 
-  std::string location_;  // newest upload URL; empty: no session
-  int64_t offset_ = 0;    // bytes the registry holds
+  std::string location_;    // newest upload URL; empty: no session
+  int64_t offset_ = 0;      // bytes the registry holds
+  int64_t high_water_ = 0;  // the most bytes it ever acknowledged
   int64_t chunk_ = 0;
   bool must_recover_ = false;
   bool commit_failed_ = false;

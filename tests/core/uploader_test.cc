@@ -341,6 +341,19 @@ TEST_F(UploaderTest, GivesUpAfterMaxAttemptsAndDeletesTheSession) {
   EXPECT_EQ(reg_.open_sessions(), 0u);
 }
 
+TEST_F(UploaderTest, ARegistryThatKeepsDroppingSessionsCannotLoopForever) {
+  // Every session takes one chunk, then loses the next mid-body (and the
+  // session with it): the upload never gets past 4 MiB, so it must give up.
+  reg_.kill_session_on_partial = true;
+  for (int i = 2; i < 200; i += 2) {
+    reg_.faults[absl::StrCat("PATCH#", i)] = {FakeRegistry::Fault::kResetAfterBytes, 0, 1 * kMiB};
+  }
+  auto r = Run(4 * kMiB, 4);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(retries_.size(), 3u);
+}
+
 TEST_F(UploaderTest, ForbiddenIsNotRetried) {
   reg_.faults["PATCH#1"] = {FakeRegistry::Fault::kStatus, 403};
   auto r = Run(4 * kMiB);
