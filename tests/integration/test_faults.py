@@ -20,8 +20,10 @@ registry stops accepting a few seconds after they were issued, although the
 issuer says they live 300 s: a long upload sees real 401s mid-way.
 """
 
+import http.server
 import os
 import sys
+import threading
 import time
 import unittest
 
@@ -570,6 +572,68 @@ class TokenTest(FaultCase):
         self.assertEqual(deletes[-1].status, 204, "scopes asked: %s\n%s" % (
             [r["scopes"] for r in ISSUER.requests()], why))
         self.assertEqual(upload_sessions(TREG, repo), {}, why)
+
+
+# -- redirects to storage --------------------------------------------------------------------------
+
+class _StorageHandler(http.server.BaseHTTPRequestHandler):
+    """A stand-in for the object store a registry redirects blob reads to."""
+    blobs = {}     # path -> bytes
+    seen = []      # (method, path, Authorization header or None)
+
+    def do_GET(self):
+        _StorageHandler.seen.append(("GET", self.path, self.headers.get("Authorization")))
+        data = _StorageHandler.blobs.get(self.path.split("?")[0])
+        if data is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and rng.startswith("bytes="):
+            start = int(rng[len("bytes="):].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(data) - 1, len(data)))
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        self.wfile.write(data[start:])
+
+    def log_message(self, *args):
+        pass
+
+
+class RedirectTest(FaultCase):
+    proxy = property(lambda self: TPROXY)
+
+    def test_read_blob_follows_redirect_without_our_authorization(self):
+        data, path = self.blob(3 * MiB + 7)
+        repo = self.repo()
+        self.assertLayerStream(self.write(repo, path), len(data), "UPLOADED")
+        storage = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StorageHandler)
+        threading.Thread(target=storage.serve_forever, daemon=True).start()
+        self.addCleanup(storage.shutdown)
+        _StorageHandler.blobs = {"/bucket/blob": data}
+        _StorageHandler.seen = []
+        location = "http://127.0.0.1:%d/bucket/blob?X-Signature=abc" % storage.server_port
+        self.proxy.add_fault("status", method="GET", path=r"/blobs/sha256:", times=None,
+                             status=307, headers={"Location": location})
+        digest = sha256(data)
+        got = b"".join(c.data for c in D.stub.ReadBlob(pb.ReadBlobRequest(
+            repo="%s/%s" % (self.proxy.host, repo), digest=digest), timeout=T))
+        self.assertEqual(got, data)
+        tail = b"".join(c.data for c in D.stub.ReadBlob(pb.ReadBlobRequest(
+            repo="%s/%s" % (self.proxy.host, repo), digest=digest, offset=MiB), timeout=T))
+        self.assertEqual(tail, data[MiB:])
+        self.assertEqual(len(_StorageHandler.seen), 2, _StorageHandler.seen)
+        # The registry got our bearer token; the storage host never does.
+        registry_gets = [e for e in self.proxy.log(method="GET") if "/blobs/sha256:" in e.path]
+        self.assertTrue(registry_gets and all(
+            (e.header("Authorization") or "").startswith("Bearer ") for e in registry_gets))
+        self.assertEqual([a for _, _, a in _StorageHandler.seen], [None, None])
+
 
 if __name__ == "__main__":
     testing.main("test_faults")
