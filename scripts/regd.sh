@@ -17,7 +17,7 @@ BUILD_PKGS=(g++ cmake ninja-build pkg-config libgrpc++-dev protobuf-compiler-grp
 TEST_PKGS=(googletest libgtest-dev libgmock-dev docker-registry skopeo apache2-utils curl
   python3 python3-grpcio python3-protobuf python3-cryptography grpc-proto
   golang-go golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev
-  protoc-gen-go protoc-gen-go-grpc python3-yaml time ca-certificates)
+  protoc-gen-go protoc-gen-go-grpc python3-yaml time openssl ca-certificates)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
