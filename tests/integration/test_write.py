@@ -15,6 +15,7 @@ same image twice, cancellation). One daemon serves everything, started with
 import itertools
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -680,6 +681,36 @@ class WireTest(WriteCase):
             self.fail("no DELETE after cancel: %s" % self.uploads(repo))
         PROXY.wait_idle(settle=0.5)
         return self.uploads(repo)
+
+    def test_sigterm_mid_upload_cancels_it_deletes_the_session_and_exits_zero(self):
+        size = 40 * MiB
+        data = random_bytes(size, "sigterm")
+        path = write_file(os.path.join(ALLOWED, "blobs"), uniq("sigterm"), data)
+        repo = "wire/" + uniq("sigterm")
+        PROXY.add_fault("throttle", method="PATCH", times=None, rate=2 * MiB)  # ~20 s in all
+        d = Daemon(ENV.workdir, insecure_registries=[PROXY.host], allowed_paths=[ALLOWED],
+                   extra_args=["--chunk_size=%d" % CHUNK, "--shutdown_grace=1s"],
+                   rpc_timeout=T).start()
+        self.addCleanup(d.kill)
+        call = d.stub.WriteLayer(pb.WriteLayerRequest(
+            repo="%s/%s" % (PROXY.host, repo), layer=pb.BlobSource(path=path), retry=retry()),
+            timeout=T)
+        for ev in call:
+            if ev.WhichOneof("event") == "progress" and ev.progress.complete >= 1 * MiB:
+                break
+        signalled = time.monotonic()
+        d.signal(signal.SIGTERM)
+        rc = d.wait(15)
+        self.assertEqual(rc, 0, d.log())
+        self.assertLess(time.monotonic() - signalled, 8, "shutdown took too long:\n" + d.log())
+        with self.assertRaises(grpc.RpcError) as cm:
+            for ev in call:
+                self.assertNotEqual(ev.WhichOneof("event"), "result")
+        self.assertIn(cm.exception.code(), (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE))
+        ups = self._wait_for_delete(repo)
+        self.assertEqual(ups[-1].method, "DELETE", ups)
+        self.assertEqual(ups[-1].session, ups[1].session)
+        self.assertEqual(TARGETS["plain"].head_blob(repo, sha256(data)), 404)
 
     def test_cancel_while_waiting_to_retry_deletes_the_session(self):
         size = 20 * MiB
