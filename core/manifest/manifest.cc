@@ -82,6 +82,15 @@ absl::StatusOr<Descriptor> ParseDescriptor(const Value& v, absl::string_view wha
   return d;
 }
 
+// The body's mediaType, else the Content-Type's, else `fallback`.
+std::string MediaTypeOf(const Value& doc, absl::string_view content_type,
+                        absl::string_view fallback) {
+  std::string mt = Str(doc, "mediaType");
+  if (mt.empty()) mt = BareMediaType(content_type);
+  if (mt.empty()) mt = std::string(fallback);
+  return mt;
+}
+
 int64_t SchemaVersion(const Value& doc) {
   auto it = doc.FindMember("schemaVersion");
   return it != doc.MemberEnd() && it->value.IsInt64() ? it->value.GetInt64() : 0;
@@ -231,9 +240,7 @@ absl::StatusOr<Manifest> ParseManifest(absl::string_view body, absl::string_view
   ASSIGN_OR_RETURN(rapidjson::Document doc, ParseJson(body, "manifest"));
   Manifest m;
   m.schema_version = SchemaVersion(doc);
-  m.media_type = Str(doc, "mediaType");
-  if (m.media_type.empty()) m.media_type = BareMediaType(content_type);
-  if (m.media_type.empty()) m.media_type = std::string(media::kOciManifest);
+  m.media_type = MediaTypeOf(doc, content_type, media::kOciManifest);
   auto cfg = doc.FindMember("config");
   if (cfg == doc.MemberEnd()) return Malformed("manifest", "no config descriptor");
   ASSIGN_OR_RETURN(m.config, ParseDescriptor(cfg->value, "manifest config"));
@@ -253,9 +260,7 @@ absl::StatusOr<Index> ParseIndex(absl::string_view body, absl::string_view conte
   ASSIGN_OR_RETURN(rapidjson::Document doc, ParseJson(body, "index"));
   Index idx;
   idx.schema_version = SchemaVersion(doc);
-  idx.media_type = Str(doc, "mediaType");
-  if (idx.media_type.empty()) idx.media_type = BareMediaType(content_type);
-  if (idx.media_type.empty()) idx.media_type = std::string(media::kOciIndex);
+  idx.media_type = MediaTypeOf(doc, content_type, media::kOciIndex);
   auto ms = doc.FindMember("manifests");
   if (ms == doc.MemberEnd() || !ms->value.IsArray()) {
     return Malformed("index", "no manifests array");

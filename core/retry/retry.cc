@@ -24,8 +24,10 @@ RetryPolicy RetryPolicy::Sanitised() const {
 }
 
 absl::Duration RetryPolicy::Delay(int attempt, double unit_random) const {
-  double base = absl::ToDoubleSeconds(initial_delay) * std::pow(factor, std::max(0, attempt - 1));
-  base = std::min(base, absl::ToDoubleSeconds(max_delay));
+  const absl::Duration second = absl::Seconds(1);
+  double base =
+      absl::FDivDuration(initial_delay, second) * std::pow(factor, std::max(0, attempt - 1));
+  base = std::min(base, absl::FDivDuration(max_delay, second));
   double spread = base * jitter * (2.0 * unit_random - 1.0);
   return absl::Seconds(std::max(0.0, base + spread));
 }
