@@ -195,8 +195,9 @@ absl::StatusOr<HttpResponse> CurlTransport::Send(const HttpRequest& req) {
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
-                   static_cast<long>(absl::ToInt64Seconds(options_.stall_timeout)));
+  absl::Duration stall =
+      req.stall_timeout > absl::ZeroDuration() ? req.stall_timeout : options_.stall_timeout;
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(absl::ToInt64Seconds(stall)));
   curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &OnHeader);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
@@ -206,7 +207,11 @@ absl::StatusOr<HttpResponse> CurlTransport::Send(const HttpRequest& req) {
   curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, &OnProgress);
   curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
   curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, nullptr);  // blobs are hashed as served
-  if (!req.ca_bundle.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, req.ca_bundle.c_str());
+  if (!req.ca_bundle.empty()) {
+    // Extra trust: the bundle plus the system's certificates.
+    curl_easy_setopt(c, CURLOPT_CAINFO, req.ca_bundle.c_str());
+    curl_easy_setopt(c, CURLOPT_CAPATH, "/etc/ssl/certs");
+  }
   if (req.follow_redirects) {
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);

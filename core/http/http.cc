@@ -25,7 +25,14 @@ std::string UrlOrigin(absl::string_view url) {
   size_t scheme_end = url.find("://");
   if (scheme_end == absl::string_view::npos) return "";
   size_t host_end = url.find_first_of("/?#", scheme_end + 3);
-  return absl::AsciiStrToLower(url.substr(0, host_end));
+  std::string origin = absl::AsciiStrToLower(url.substr(0, host_end));
+  // The default port is the same origin as no port ("https://r:443" is "https://r").
+  if (absl::StartsWith(origin, "https://") && absl::EndsWith(origin, ":443")) {
+    origin.resize(origin.size() - 4);
+  } else if (absl::StartsWith(origin, "http://") && absl::EndsWith(origin, ":80")) {
+    origin.resize(origin.size() - 3);
+  }
+  return origin;
 }
 
 std::string ResolveUrl(absl::string_view base, absl::string_view ref) {
@@ -33,7 +40,11 @@ std::string ResolveUrl(absl::string_view base, absl::string_view ref) {
   if (absl::StartsWith(ref, "//")) {
     return absl::StrCat(base.substr(0, base.find("://") + 1), ref);
   }
-  std::string origin = UrlOrigin(base);
+  size_t scheme_end = base.find("://");
+  size_t authority_end = scheme_end == absl::string_view::npos
+                             ? absl::string_view::npos
+                             : base.find_first_of("/?#", scheme_end + 3);
+  absl::string_view origin = base.substr(0, authority_end);
   if (absl::StartsWith(ref, "/")) return absl::StrCat(origin, ref);
   // Relative path: replace everything after the last '/' of base's path.
   absl::string_view path = base.substr(origin.size());

@@ -61,8 +61,10 @@ struct HttpRequest {
   std::function<void(int64_t)> on_upload_progress;
 
   bool follow_redirects = false;  // never sends Authorization to another host
-  std::string ca_bundle;          // PEM file for TLS verification; empty: system store
-  CancelFlag cancelled;           // optional
+  // Overrides TransportOptions::stall_timeout for this request (zero: default).
+  absl::Duration stall_timeout = absl::ZeroDuration();
+  std::string ca_bundle;  // PEM file for TLS verification; empty: system store
+  CancelFlag cancelled;   // optional
 };
 
 struct HttpResponse {
@@ -99,7 +101,7 @@ class Transport {
 
 // Resolves `ref` (absolute or relative, as in a Location header) against `base`.
 std::string ResolveUrl(absl::string_view base, absl::string_view ref);
-// "scheme://host[:port]" of a URL, lower-cased host.
+// "scheme://host[:port]" of a URL, lower-cased, without a default port.
 std::string UrlOrigin(absl::string_view url);
 // Percent-encodes a query value.
 std::string UrlEncode(absl::string_view s);

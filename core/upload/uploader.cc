@@ -15,6 +15,7 @@ namespace regd {
 namespace {
 
 constexpr char kOctetStream[] = "application/octet-stream";
+constexpr absl::Duration kCommitStallTimeout = absl::Minutes(10);
 
 // "0-1234" or "bytes=0-1234" → 1235 bytes held; nullopt when absent/garbled.
 std::optional<int64_t> HeldFromRange(const std::optional<std::string>& range) {
@@ -46,17 +47,20 @@ bool Retryable(const absl::Status& st) {
 BlobUploader::BlobUploader(RegistryClient* client, UploadJob job)
     : client_(client), job_(std::move(job)) {
   scopes_.push_back(PushScope(job_.repo.path));
+  mount_scopes_ = scopes_;
   if (!job_.mount_from.empty() && job_.mount_from != job_.repo.path) {
-    scopes_.push_back(PullScope(job_.mount_from));
+    mount_scopes_.push_back(PullScope(job_.mount_from));
   }
   if (job_.clock == nullptr) job_.clock = SystemClock();
   chunk_ = std::max<int64_t>(job_.chunk_size, 64 << 10);
 }
 
-absl::StatusOr<HttpResponse> BlobUploader::Send(HttpRequest req) {
+absl::StatusOr<HttpResponse> BlobUploader::Send(HttpRequest req,
+                                                const std::vector<std::string>* scopes) {
   req.cancelled = job_.cancelled;
   retry_after_.reset();
-  absl::StatusOr<HttpResponse> resp = client_->Send(job_.endpoint, scopes_, std::move(req));
+  absl::StatusOr<HttpResponse> resp =
+      client_->Send(job_.endpoint, scopes != nullptr ? *scopes : scopes_, std::move(req));
   if (resp.ok()) {
     if (auto ra = resp->Header("retry-after"))
       retry_after_ = ParseRetryAfter(*ra, job_.clock->Now());
@@ -105,9 +109,16 @@ absl::StatusOr<bool> BlobUploader::BlobExists() {
   req.url = absl::StrCat("/v2/", job_.repo.path, "/blobs/", job_.digest);
   req.follow_redirects = true;
   ASSIGN_OR_RETURN(HttpResponse resp, Send(std::move(req)));
-  if (resp.status == 200) return true;
   if (resp.status == 404) return false;
-  return StatusFromHttp(resp, "HEAD blob");
+  if (resp.status != 200) return StatusFromHttp(resp, "HEAD blob");
+  // The registry holds these bytes under this digest: a source that says
+  // otherwise about their size is wrong (and must not go into a manifest).
+  std::optional<int64_t> length = HeaderInt(resp, "content-length");
+  if (length.has_value() && *length != job_.size && job_.size > 0) {
+    return absl::InvalidArgumentError(absl::StrCat("the registry holds ", job_.digest, " with ",
+                                                   *length, " bytes; the source has ", job_.size));
+  }
+  return true;
 }
 
 absl::StatusOr<bool> BlobUploader::TryMount() {
@@ -115,7 +126,13 @@ absl::StatusOr<bool> BlobUploader::TryMount() {
   req.method = "POST";
   req.url = absl::StrCat(UploadsUrl(), "?mount=", UrlEncode(job_.digest),
                          "&from=", UrlEncode(job_.mount_from));
-  ASSIGN_OR_RETURN(HttpResponse resp, Send(req));
+  absl::StatusOr<HttpResponse> sent = Send(req, &mount_scopes_);
+  // A token service that refuses the source repository's scope only rules
+  // out the mount, not the upload.
+  if (absl::IsUnauthenticated(sent.status()) || absl::IsPermissionDenied(sent.status())) {
+    return false;
+  }
+  ASSIGN_OR_RETURN(HttpResponse resp, std::move(sent));
   if (resp.status == 201) return true;
   if (resp.status == 202) {  // the registry fell back to a plain session: use it
     TakeLocation(resp, req.url);
@@ -154,6 +171,7 @@ absl::Status BlobUploader::SendMonolithic() {
   req.headers.emplace_back("Content-Type", kOctetStream);
   req.body_source = body.get();
   req.on_upload_progress = [this](int64_t sent) { ReportProgress(sent, false); };
+  req.stall_timeout = kCommitStallTimeout;  // it finalises too, once the body is in
   absl::StatusOr<HttpResponse> resp = Send(req);
   if (resp.ok()) bytes_sent_ += resp->bytes_sent;
   if (!resp.ok()) return resp.status();
@@ -198,6 +216,9 @@ absl::Status BlobUploader::Commit() {
   req.method = "PUT";
   req.url = CommitUrl();
   req.headers.emplace_back("Content-Type", kOctetStream);
+  // Finalising can take minutes on some registries (a storage-side move or a
+  // virus scan) with no byte moving: the stall limit must not cut it off.
+  req.stall_timeout = kCommitStallTimeout;
   ASSIGN_OR_RETURN(HttpResponse resp, Send(req));
   if (resp.status == 201 || resp.status == 204) return absl::OkStatus();
   if (resp.status == 404) return absl::AbortedError("upload session lost (PUT answered 404)");
@@ -208,13 +229,8 @@ absl::Status BlobUploader::Commit() {
 // Asks the registry how many bytes the session holds and where it now lives.
 absl::Status BlobUploader::Recover() {
   if (commit_failed_) {
-    ASSIGN_OR_RETURN(bool landed, BlobExists());
-    if (landed) {
-      offset_ = job_.size;
-      location_.clear();
-      commit_failed_ = false;
-      return absl::OkStatus();
-    }
+    ASSIGN_OR_RETURN(landed_, BlobExists());
+    if (landed_) return absl::OkStatus();
   }
   if (location_.empty()) return absl::OkStatus();
   HttpRequest req;
@@ -235,12 +251,17 @@ absl::Status BlobUploader::Recover() {
   }
   TakeLocation(resp, req.url);
   std::optional<int64_t> held = HeldFromRange(resp.Header("range"));
-  int64_t now_held = held.value_or(0);
-  if (now_held == 1 && offset_ == 0) now_held = 0;  // "0-0" also means empty
-  if (now_held > job_.size) {
-    return absl::AbortedError("registry holds more bytes than the blob has");
+  if (held.has_value()) {
+    int64_t now_held = *held;
+    if (now_held == 1 && offset_ == 0) now_held = 0;  // "0-0" also means empty
+    if (now_held > job_.size) {
+      return absl::AbortedError("registry holds more bytes than the blob has");
+    }
+    // Bytes a PATCH had acknowledged stay counted (ECR's Range can stop
+    // advancing), unless the registry has just refused that offset (416).
+    offset_ = refused_offset_ ? now_held : std::max(offset_, now_held);
   }
-  offset_ = now_held;
+  refused_offset_ = false;
   commit_failed_ = false;
   return absl::OkStatus();
 }
@@ -296,13 +317,14 @@ absl::StatusOr<LayerOutcomeKind> BlobUploader::Run() {
       st = Recover();
       if (st.ok()) {
         must_recover_ = false;
-        done = offset_ == job_.size && location_.empty();  // the failed commit had landed
+        done = landed_;  // the failed commit had landed after all
       }
     } else if (location_.empty()) {
       st = OpenSession();
     } else if (offset_ == 0 && job_.size <= job_.monolithic_threshold) {
       st = SendMonolithic();
       done = st.ok();
+      commit_failed_ = !st.ok();
     } else if (offset_ < job_.size) {
       st = SendChunk();
     } else {
@@ -322,6 +344,7 @@ absl::StatusOr<LayerOutcomeKind> BlobUploader::Run() {
     }
     if (Cancelled() || absl::IsCancelled(st)) return Fail(absl::CancelledError("upload cancelled"));
     if (!Retryable(st)) return Fail(st);
+    refused_offset_ = absl::IsOutOfRange(st);
     if (attempt >= policy.max_attempts) {
       return Fail(absl::Status(
           st.code(), absl::StrCat(st.message(), " (gave up after ", attempt, " attempts)")));

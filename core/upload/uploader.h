@@ -87,7 +87,9 @@ class BlobUploader {
   [[nodiscard]] absl::StatusOr<LayerOutcomeKind> Fail(absl::Status st);
   void Abandon();
 
-  [[nodiscard]] absl::StatusOr<HttpResponse> Send(HttpRequest req);
+  // With `scopes` null, the push scope of the target repository.
+  [[nodiscard]] absl::StatusOr<HttpResponse> Send(HttpRequest req,
+                                                  const std::vector<std::string>* scopes = nullptr);
   // Records Location/Range/Retry-After from a response.
   void TakeLocation(const HttpResponse& resp, const std::string& request_url);
   std::string UploadsUrl() const;
@@ -98,14 +100,17 @@ class BlobUploader {
 
   RegistryClient* const client_;
   UploadJob job_;
-  std::vector<std::string> scopes_;
+  std::vector<std::string> scopes_;        // push on the target repository
+  std::vector<std::string> mount_scopes_;  // plus pull on mount_from, for the mount only
 
   std::string location_;    // newest upload URL; empty: no session
   int64_t offset_ = 0;      // bytes the registry holds
   int64_t high_water_ = 0;  // the most bytes it ever acknowledged
   int64_t chunk_ = 0;
   bool must_recover_ = false;
-  bool commit_failed_ = false;
+  bool commit_failed_ = false;   // a PUT ?digest= failed: HEAD before resuming
+  bool landed_ = false;          // ... and the HEAD found the blob
+  bool refused_offset_ = false;  // the last failure was a 416
   std::optional<absl::Duration> retry_after_;
   int64_t bytes_sent_ = 0;
   absl::Time last_progress_ = absl::InfinitePast();

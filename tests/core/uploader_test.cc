@@ -31,8 +31,9 @@ class FakeRegistry : public Transport {
   };
 
   // Behaviour switches.
-  bool kill_session_on_partial = false;  // distribution 2.8: partial body → session dies
-  bool range_stuck = false;              // ECR: Range stops advancing
+  bool kill_session_on_partial = false;    // distribution 2.8: partial body → session dies
+  bool range_stuck = false;                // ECR: Range stops advancing
+  bool kill_session_on_put_fault = false;  // a failed commit cancels the session
   int64_t min_chunk = 0;
   std::map<std::string, Fault> faults;
 
@@ -50,6 +51,7 @@ class FakeRegistry : public Transport {
     auto fault = faults.find(absl::StrCat(req.method, "#", n));
     if (fault != faults.end()) {
       const Fault& f = fault->second;
+      if (kill_session_on_put_fault && req.method == "PUT") KillSessionOf(path);
       if (f.kind == Fault::kResetBefore) return absl::UnavailableError("connection reset");
       if (f.kind == Fault::kResetAfterBytes) {
         ApplyPartial(req, path, body.substr(0, f.bytes));
@@ -97,7 +99,8 @@ class FakeRegistry : public Transport {
     if (req.method == "GET") {
       r.status = 204;
       r.headers.emplace_back("location", Loc(id));
-      r.headers.emplace_back("range", absl::StrCat("0-", s.data.empty() ? 0 : s.data.size() - 1));
+      size_t held = range_stuck && s.first_len > 0 ? s.first_len : s.data.size();
+      r.headers.emplace_back("range", absl::StrCat("0-", held == 0 ? 0 : held - 1));
       return r;
     }
     if (req.method == "PATCH") {
@@ -184,6 +187,10 @@ class FakeRegistry : public Transport {
       out.append(buf, *n);
     }
     return out;
+  }
+  void KillSessionOf(const std::string& path) {
+    std::string id, state;
+    if (ParseLoc(path, &id, &state)) sessions_.erase(id);
   }
   void ApplyPartial(const HttpRequest& req, const std::string& path, const std::string& part) {
     std::string id, state;
@@ -376,6 +383,28 @@ TEST_F(UploaderTest, StuckRangeTracksAcknowledgedBytes) {
   auto r = Run(2 * kMiB);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(reg_.blobs.at(digest_), data_);
+}
+
+TEST_F(UploaderTest, EmptyBlobWhoseCommitFailedIsUploadedAgainNotAssumed) {
+  data_.clear();
+  digest_ = Sha256Digest(data_);
+  blob_ = OpenedBlob::FromData(data_);
+  reg_.kill_session_on_put_fault = true;
+  reg_.faults["PUT#1"] = {FakeRegistry::Fault::kStatus, 503};
+  auto r = Run(4 * kMiB);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, LayerOutcomeKind::kUploaded);
+  ASSERT_EQ(reg_.blobs.count(digest_), 1u) << "reported UPLOADED for a blob that never landed";
+}
+
+TEST_F(UploaderTest, StuckRangeAfterAFailureKeepsAcknowledgedBytes) {
+  reg_.range_stuck = true;
+  reg_.faults["PATCH#4"] = {FakeRegistry::Fault::kResetBefore};
+  auto r = Run(2 * kMiB);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(reg_.blobs.at(digest_), data_);
+  EXPECT_EQ(reg_.body_bytes, static_cast<int64_t>(data_.size()));
+  EXPECT_EQ(retries_.size(), 1u);
 }
 
 TEST_F(UploaderTest, ChunkRaisedToRegistryMinimum) {
