@@ -118,8 +118,10 @@ absl::StatusOr<HttpResponse> Engine::SendRead(const Repository& repo, HttpReques
 }
 
 absl::StatusOr<Engine::Fetched> Engine::FetchManifest(const Repository& repo,
-                                                      const std::string& identifier) {
+                                                      const std::string& identifier,
+                                                      const CancelFlag& cancelled) {
   HttpRequest req;
+  req.cancelled = cancelled;
   req.method = "GET";
   req.url = ManifestPath(repo, identifier);
   req.headers.emplace_back("Accept", std::string(media::kManifestAccept));
@@ -164,12 +166,14 @@ absl::StatusOr<Engine::Fetched> Engine::FetchManifest(const Repository& repo,
   return f;
 }
 
-absl::StatusOr<std::string> Engine::FetchSmallBlob(const Repository& repo, const Descriptor& d) {
+absl::StatusOr<std::string> Engine::FetchSmallBlob(const Repository& repo, const Descriptor& d,
+                                                   const CancelFlag& cancelled) {
   if (d.size > static_cast<int64_t>(kMaxManifestBytes)) {
     return absl::ResourceExhaustedError(
         absl::StrCat("config blob ", d.digest, " is larger than ", kMaxManifestBytes, " bytes"));
   }
   HttpRequest req;
+  req.cancelled = cancelled;
   req.method = "GET";
   req.url = BlobPath(repo, d.digest);
   req.follow_redirects = true;
@@ -181,8 +185,9 @@ absl::StatusOr<std::string> Engine::FetchSmallBlob(const Repository& repo, const
 }
 
 absl::StatusOr<std::map<std::string, std::string>> Engine::LabelsOf(const Repository& repo,
-                                                                    const Manifest& m) {
-  ASSIGN_OR_RETURN(std::string raw, FetchSmallBlob(repo, m.config));
+                                                                    const Manifest& m,
+                                                                    const CancelFlag& cancelled) {
+  ASSIGN_OR_RETURN(std::string raw, FetchSmallBlob(repo, m.config, cancelled));
   ASSIGN_OR_RETURN(ImageConfigInfo info, ParseImageConfig(raw));
   return info.labels;
 }
@@ -191,9 +196,9 @@ absl::StatusOr<std::map<std::string, std::string>> Engine::LabelsOf(const Reposi
 // `fetched` holds the top manifest when it was fetched already (raw non-empty).
 absl::StatusOr<Manifest> Engine::ResolveImage(const Reference& ref,
                                               const std::optional<Platform>& platform,
-                                              Fetched* fetched) {
+                                              Fetched* fetched, const CancelFlag& cancelled) {
   if (fetched->raw.empty()) {
-    ASSIGN_OR_RETURN(*fetched, FetchManifest(ref.repo, ref.Identifier()));
+    ASSIGN_OR_RETURN(*fetched, FetchManifest(ref.repo, ref.Identifier(), cancelled));
   }
   if (fetched->kind == ManifestKind::kManifest) {
     if (platform.has_value()) {
@@ -213,7 +218,7 @@ absl::StatusOr<Manifest> Engine::ResolveImage(const Reference& ref,
     return absl::NotFoundError(absl::StrCat("image reference not found: no manifest for platform ",
                                             platform->String(), " in ", ref.String()));
   }
-  ASSIGN_OR_RETURN(*fetched, FetchManifest(ref.repo, idx.manifests[*i].digest));
+  ASSIGN_OR_RETURN(*fetched, FetchManifest(ref.repo, idx.manifests[*i].digest, cancelled));
   if (fetched->kind != ManifestKind::kManifest) {
     return absl::FailedPreconditionError(absl::StrCat("the ", platform->String(), " entry of ",
                                                       ref.String(), " is itself an index"));
@@ -222,12 +227,13 @@ absl::StatusOr<Manifest> Engine::ResolveImage(const Reference& ref,
 }
 
 absl::StatusOr<InspectResult> Engine::Inspect(absl::string_view ref_text,
-                                              const std::optional<Platform>& platform) {
+                                              const std::optional<Platform>& platform,
+                                              const CancelFlag& cancelled) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_text));
   InspectResult out;
   Fetched top;
   if (!platform.has_value()) {
-    ASSIGN_OR_RETURN(top, FetchManifest(ref.repo, ref.Identifier()));
+    ASSIGN_OR_RETURN(top, FetchManifest(ref.repo, ref.Identifier(), cancelled));
     if (top.kind == ManifestKind::kIndex) {
       ASSIGN_OR_RETURN(Index idx, ParseIndex(top.raw, top.media_type));
       out.schema_version = idx.schema_version;
@@ -235,61 +241,66 @@ absl::StatusOr<InspectResult> Engine::Inspect(absl::string_view ref_text,
       out.digest = top.digest;
       out.manifests = idx.manifests;
       if (std::optional<size_t> def = DefaultIndexEntry(idx)) {
-        ASSIGN_OR_RETURN(Fetched child, FetchManifest(ref.repo, idx.manifests[*def].digest));
+        ASSIGN_OR_RETURN(Fetched child,
+                         FetchManifest(ref.repo, idx.manifests[*def].digest, cancelled));
         if (child.kind == ManifestKind::kManifest) {
           ASSIGN_OR_RETURN(Manifest cm, ParseManifest(child.raw, child.media_type));
-          ASSIGN_OR_RETURN(out.labels, LabelsOf(ref.repo, cm));
+          ASSIGN_OR_RETURN(out.labels, LabelsOf(ref.repo, cm, cancelled));
         }
       }
       return out;
     }
   }
-  ASSIGN_OR_RETURN(Manifest m, ResolveImage(ref, platform, &top));
+  ASSIGN_OR_RETURN(Manifest m, ResolveImage(ref, platform, &top, cancelled));
   out.schema_version = m.schema_version;
   out.media_type = top.media_type;
   out.digest = top.digest;
   for (const Descriptor& l : m.layers) out.layers.push_back(l.digest);
   out.config = m.config.digest;
-  ASSIGN_OR_RETURN(out.labels, LabelsOf(ref.repo, m));
+  ASSIGN_OR_RETURN(out.labels, LabelsOf(ref.repo, m, cancelled));
   return out;
 }
 
 absl::StatusOr<ImageResult> Engine::GetImage(absl::string_view ref_text,
-                                             const std::optional<Platform>& platform) {
+                                             const std::optional<Platform>& platform,
+                                             const CancelFlag& cancelled) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_text));
   Fetched f;
-  ASSIGN_OR_RETURN(Manifest m, ResolveImage(ref, platform, &f));
+  ASSIGN_OR_RETURN(Manifest m, ResolveImage(ref, platform, &f, cancelled));
   ImageResult out;
   out.descriptor.media_type = f.media_type;
   out.descriptor.digest = f.digest;
   out.descriptor.size = static_cast<int64_t>(f.raw.size());
   out.descriptor.annotations = m.annotations;
   out.raw_manifest = std::move(f.raw);
-  ASSIGN_OR_RETURN(out.raw_config, FetchSmallBlob(ref.repo, m.config));
+  ASSIGN_OR_RETURN(out.raw_config, FetchSmallBlob(ref.repo, m.config, cancelled));
   out.config = m.config;
   out.layers = m.layers;
   return out;
 }
 
-absl::StatusOr<HttpResponse> Engine::HeadManifest(const Reference& ref) {
+absl::StatusOr<HttpResponse> Engine::HeadManifest(const Reference& ref,
+                                                  const CancelFlag& cancelled) {
   HttpRequest req;
+  req.cancelled = cancelled;
   req.method = "HEAD";
   req.url = ManifestPath(ref.repo, ref.Identifier());
   req.headers.emplace_back("Accept", std::string(media::kManifestAccept));
   return SendRead(ref.repo, std::move(req));
 }
 
-absl::StatusOr<bool> Engine::Exists(absl::string_view ref_text) {
+absl::StatusOr<bool> Engine::Exists(absl::string_view ref_text, const CancelFlag& cancelled) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_text));
-  ASSIGN_OR_RETURN(HttpResponse resp, HeadManifest(ref));
+  ASSIGN_OR_RETURN(HttpResponse resp, HeadManifest(ref, cancelled));
   if (resp.status == 200) return true;
   if (resp.status == 404) return false;
   return StatusFromHttp(resp, "HEAD manifest", NotFoundMeaning::kImage);
 }
 
-absl::StatusOr<Descriptor> Engine::GetDescriptor(absl::string_view ref_text) {
+absl::StatusOr<Descriptor> Engine::GetDescriptor(absl::string_view ref_text,
+                                                 const CancelFlag& cancelled) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_text));
-  ASSIGN_OR_RETURN(HttpResponse resp, HeadManifest(ref));
+  ASSIGN_OR_RETURN(HttpResponse resp, HeadManifest(ref, cancelled));
   if (resp.status != 200) return StatusFromHttp(resp, "HEAD manifest", NotFoundMeaning::kImage);
   Descriptor d;
   d.media_type = BareMediaType(resp.Header("content-type").value_or(""));
@@ -298,7 +309,7 @@ absl::StatusOr<Descriptor> Engine::GetDescriptor(absl::string_view ref_text) {
   if (d.digest.empty() || d.size < 0 ||
       (!IsIndexMediaType(d.media_type) && !IsManifestMediaType(d.media_type))) {
     // The HEAD did not tell us enough: GET the manifest and hash it.
-    ASSIGN_OR_RETURN(Fetched f, FetchManifest(ref.repo, ref.Identifier()));
+    ASSIGN_OR_RETURN(Fetched f, FetchManifest(ref.repo, ref.Identifier(), cancelled));
     d.media_type = f.media_type;
     d.digest = f.digest;
     d.size = static_cast<int64_t>(f.raw.size());

@@ -89,14 +89,19 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // ---- reads ----
+  // Read calls stop promptly (CANCELLED) once `cancelled` is set.
   [[nodiscard]] absl::StatusOr<InspectResult> Inspect(absl::string_view ref,
-                                                      const std::optional<Platform>& platform);
+                                                      const std::optional<Platform>& platform,
+                                                      const CancelFlag& cancelled = nullptr);
   [[nodiscard]] absl::StatusOr<ImageResult> GetImage(absl::string_view ref,
-                                                     const std::optional<Platform>& platform);
+                                                     const std::optional<Platform>& platform,
+                                                     const CancelFlag& cancelled = nullptr);
   // One HEAD. Absent → false.
-  [[nodiscard]] absl::StatusOr<bool> Exists(absl::string_view ref);
+  [[nodiscard]] absl::StatusOr<bool> Exists(absl::string_view ref,
+                                            const CancelFlag& cancelled = nullptr);
   // One HEAD (GET + hash only when the registry sends no digest).
-  [[nodiscard]] absl::StatusOr<Descriptor> GetDescriptor(absl::string_view ref);
+  [[nodiscard]] absl::StatusOr<Descriptor> GetDescriptor(absl::string_view ref,
+                                                         const CancelFlag& cancelled = nullptr);
   // Streams the blob from `offset` to `sink` in chunks of at most `chunk_bytes`.
   // The sink blocks for back-pressure and returns false to stop (→ CANCELLED).
   // At offset 0 the digest is verified at the end (DATA_LOSS on mismatch).
@@ -119,7 +124,8 @@ class Engine {
                                                      const PushEvents& events,
                                                      const CancelFlag& cancelled);
   // Builds and pushes an index from already-pushed manifests.
-  [[nodiscard]] absl::StatusOr<Descriptor> PushIndex(const PushIndexSpec& spec);
+  [[nodiscard]] absl::StatusOr<Descriptor> PushIndex(const PushIndexSpec& spec,
+                                                     const CancelFlag& cancelled = nullptr);
 
   // For tests and metrics.
   const TokenCache& tokens() const { return auth_->tokens(); }
@@ -175,16 +181,20 @@ class Engine {
   const RegistryConfig* ConfigFor(const std::string& registry) const;
   // Sends with a short retry for idempotent reads (transport errors, 5xx, 429).
   [[nodiscard]] absl::StatusOr<HttpResponse> SendRead(const Repository& repo, HttpRequest req);
-  [[nodiscard]] absl::StatusOr<HttpResponse> HeadManifest(const Reference& ref);
+  [[nodiscard]] absl::StatusOr<HttpResponse> HeadManifest(const Reference& ref,
+                                                          const CancelFlag& cancelled);
   [[nodiscard]] absl::StatusOr<Fetched> FetchManifest(const Repository& repo,
-                                                      const std::string& identifier);
+                                                      const std::string& identifier,
+                                                      const CancelFlag& cancelled);
   [[nodiscard]] absl::StatusOr<std::string> FetchSmallBlob(const Repository& repo,
-                                                           const Descriptor& d);
+                                                           const Descriptor& d,
+                                                           const CancelFlag& cancelled);
   [[nodiscard]] absl::StatusOr<Manifest> ResolveImage(const Reference& ref,
                                                       const std::optional<Platform>& platform,
-                                                      Fetched* fetched);
-  [[nodiscard]] absl::StatusOr<std::map<std::string, std::string>> LabelsOf(const Repository& repo,
-                                                                            const Manifest& m);
+                                                      Fetched* fetched,
+                                                      const CancelFlag& cancelled);
+  [[nodiscard]] absl::StatusOr<std::map<std::string, std::string>> LabelsOf(
+      const Repository& repo, const Manifest& m, const CancelFlag& cancelled);
 
   EngineOptions options_;
   Clock* clock_;

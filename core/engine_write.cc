@@ -467,7 +467,8 @@ absl::StatusOr<Descriptor> Engine::PushImage(const PushImageSpec& spec, const Re
 
 // ------------------------------------------------------------ PushIndex ----
 
-absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec) {
+absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec,
+                                             const CancelFlag& cancelled) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(spec.ref));
   if (spec.manifests.empty())
     return absl::InvalidArgumentError("an index needs at least one manifest");
@@ -493,7 +494,7 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec) {
       }
       id = child.Identifier();
     }
-    absl::StatusOr<Fetched> f = FetchManifest(ref.repo, id);
+    absl::StatusOr<Fetched> f = FetchManifest(ref.repo, id, cancelled);
     if (!f.ok()) {
       return absl::Status(f.status().code(),
                           absl::StrCat("index entry ", e.ref, ": ", f.status().message()));
@@ -510,7 +511,7 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec) {
       d.platform = *e.platform;
     } else {
       ASSIGN_OR_RETURN(Manifest m, ParseManifest(f->raw, f->media_type));
-      ASSIGN_OR_RETURN(std::string cfg, FetchSmallBlob(ref.repo, m.config));
+      ASSIGN_OR_RETURN(std::string cfg, FetchSmallBlob(ref.repo, m.config, cancelled));
       ASSIGN_OR_RETURN(ImageConfigInfo info, ParseImageConfig(cfg));
       if (info.platform.os.empty() || info.platform.architecture.empty()) {
         return absl::FailedPreconditionError(absl::StrCat(
@@ -529,7 +530,7 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec) {
     return absl::InvalidArgumentError("ref names a digest other than the built index's");
   }
   RETURN_IF_ERROR(PutManifest(ref.repo, ref.tag.empty() ? ref.digest : ref.tag, top, RetryPolicy(),
-                              PushEvents(), nullptr));
+                              PushEvents(), cancelled));
   return top.descriptor;
 }
 

@@ -1,5 +1,6 @@
 #include "server/registry_service.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/log.h"
@@ -15,16 +16,31 @@ using WriteLayerReactor = StreamReactor<v1::WriteLayerEvent>;
 using PushReactor = StreamReactor<v1::PushEvent>;
 using BlobReactor = StreamReactor<v1::BlobChunk>;
 
+// A unary call's reactor: like the default one, plus a cancel flag the
+// engine polls, set when the client cancels, its deadline passes, or the
+// server shuts down. gRPC owns it; OnDone deletes it (after Finish).
+class UnaryReactor : public grpc::ServerUnaryReactor {
+ public:
+  const CancelFlag& cancelled() const { return cancelled_; }
+  void OnCancel() override { cancelled_->store(true); }
+  void OnDone() override { delete this; }
+
+ private:
+  const CancelFlag cancelled_ = NewCancelFlag();
+};
+
 // One log line per call: method, what it was about, outcome, duration.
 // Subjects are image references and repository names, never credentials.
 absl::Status Logged(absl::string_view method, absl::string_view subject, absl::Time start,
                     absl::Status st) {
   std::string took = absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1)));
+  // Subjects come from the caller: escape them so they cannot forge log lines.
+  std::string what = absl::CEscape(subject.substr(0, 512));
   if (st.ok()) {
-    LogInfo(method, " ", subject, " OK in ", took);
+    LogInfo(method, " ", what, " OK in ", took);
   } else {
-    LogInfo(method, " ", subject, " ", absl::StatusCodeToString(st.code()), " in ", took, ": ",
-            st.message());
+    LogInfo(method, " ", what, " ", absl::StatusCodeToString(st.code()), " in ", took, ": ",
+            absl::CEscape(st.message()));
   }
   return st;
 }
@@ -45,14 +61,14 @@ Reactor* StartStream(Executor* executor, Reactor* reactor, const char* method, s
 
 }  // namespace
 
-grpc::ServerUnaryReactor* RegistryService::RunUnary(grpc::CallbackServerContext* ctx,
-                                                    const char* method, std::string subject,
-                                                    std::function<absl::Status()> work) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+grpc::ServerUnaryReactor* RegistryService::RunUnary(
+    grpc::CallbackServerContext* ctx, const char* method, std::string subject,
+    std::function<absl::Status(const CancelFlag&)> work) {
+  auto* reactor = new UnaryReactor();
   absl::Time start = absl::Now();
   absl::Status submitted =
       executor_->Submit([reactor, method, subject, start, work = std::move(work)] {
-        reactor->Finish(ToGrpcStatus(Logged(method, subject, start, work())));
+        reactor->Finish(ToGrpcStatus(Logged(method, subject, start, work(reactor->cancelled()))));
       });
   if (!submitted.ok()) reactor->Finish(ToGrpcStatus(Logged(method, subject, start, submitted)));
   return reactor;
@@ -61,54 +77,62 @@ grpc::ServerUnaryReactor* RegistryService::RunUnary(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* RegistryService::Inspect(grpc::CallbackServerContext* ctx,
                                                    const v1::InspectRequest* req,
                                                    v1::ManifestResult* resp) {
-  return RunUnary(ctx, "Inspect", req->image_ref(), [this, req, resp]() -> absl::Status {
-    ASSIGN_OR_RETURN(std::optional<Platform> platform, FromProto(req->platform()));
-    ASSIGN_OR_RETURN(InspectResult r, engine_->Inspect(req->image_ref(), platform));
-    ToProto(r, resp);
-    return absl::OkStatus();
-  });
+  return RunUnary(ctx, "Inspect", req->image_ref(),
+                  [this, req, resp](const CancelFlag& cancelled) -> absl::Status {
+                    ASSIGN_OR_RETURN(std::optional<Platform> platform, FromProto(req->platform()));
+                    ASSIGN_OR_RETURN(InspectResult r,
+                                     engine_->Inspect(req->image_ref(), platform, cancelled));
+                    ToProto(r, resp);
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* RegistryService::GetImage(grpc::CallbackServerContext* ctx,
                                                     const v1::GetImageRequest* req,
                                                     v1::Image* resp) {
-  return RunUnary(ctx, "GetImage", req->image_ref(), [this, req, resp]() -> absl::Status {
-    ASSIGN_OR_RETURN(std::optional<Platform> platform, FromProto(req->platform()));
-    ASSIGN_OR_RETURN(ImageResult r, engine_->GetImage(req->image_ref(), platform));
-    ToProto(r, resp);
-    return absl::OkStatus();
-  });
+  return RunUnary(ctx, "GetImage", req->image_ref(),
+                  [this, req, resp](const CancelFlag& cancelled) -> absl::Status {
+                    ASSIGN_OR_RETURN(std::optional<Platform> platform, FromProto(req->platform()));
+                    ASSIGN_OR_RETURN(ImageResult r,
+                                     engine_->GetImage(req->image_ref(), platform, cancelled));
+                    ToProto(r, resp);
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* RegistryService::Exists(grpc::CallbackServerContext* ctx,
                                                   const v1::ExistsRequest* req,
                                                   v1::ExistsResponse* resp) {
-  return RunUnary(ctx, "Exists", req->image_ref(), [this, req, resp]() -> absl::Status {
-    ASSIGN_OR_RETURN(bool exists, engine_->Exists(req->image_ref()));
-    resp->set_exists(exists);
-    return absl::OkStatus();
-  });
+  return RunUnary(ctx, "Exists", req->image_ref(),
+                  [this, req, resp](const CancelFlag& cancelled) -> absl::Status {
+                    ASSIGN_OR_RETURN(bool exists, engine_->Exists(req->image_ref(), cancelled));
+                    resp->set_exists(exists);
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* RegistryService::GetDescriptor(grpc::CallbackServerContext* ctx,
                                                          const v1::GetDescriptorRequest* req,
                                                          v1::Descriptor* resp) {
-  return RunUnary(ctx, "GetDescriptor", req->image_ref(), [this, req, resp]() -> absl::Status {
-    ASSIGN_OR_RETURN(Descriptor d, engine_->GetDescriptor(req->image_ref()));
-    ToProto(d, resp);
-    return absl::OkStatus();
-  });
+  return RunUnary(ctx, "GetDescriptor", req->image_ref(),
+                  [this, req, resp](const CancelFlag& cancelled) -> absl::Status {
+                    ASSIGN_OR_RETURN(Descriptor d,
+                                     engine_->GetDescriptor(req->image_ref(), cancelled));
+                    ToProto(d, resp);
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* RegistryService::PushIndex(grpc::CallbackServerContext* ctx,
                                                      const v1::PushIndexRequest* req,
                                                      v1::Descriptor* resp) {
-  return RunUnary(ctx, "PushIndex", req->ref(), [this, req, resp]() -> absl::Status {
-    ASSIGN_OR_RETURN(PushIndexSpec spec, FromProto(*req));
-    ASSIGN_OR_RETURN(Descriptor d, engine_->PushIndex(spec));
-    ToProto(d, resp);
-    return absl::OkStatus();
-  });
+  return RunUnary(ctx, "PushIndex", req->ref(),
+                  [this, req, resp](const CancelFlag& cancelled) -> absl::Status {
+                    ASSIGN_OR_RETURN(PushIndexSpec spec, FromProto(*req));
+                    ASSIGN_OR_RETURN(Descriptor d, engine_->PushIndex(spec, cancelled));
+                    ToProto(d, resp);
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerWriteReactor<v1::BlobChunk>* RegistryService::ReadBlob(grpc::CallbackServerContext*,

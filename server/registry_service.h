@@ -43,7 +43,8 @@ class RegistryService final : public v1::Registry::CallbackService {
   // Runs `work` on a worker and finishes the unary call with its status
   // (logged with `method` and `subject`).
   grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* ctx, const char* method,
-                                     std::string subject, std::function<absl::Status()> work);
+                                     std::string subject,
+                                     std::function<absl::Status(const CancelFlag&)> work);
 
   Engine* const engine_;
   Executor* const executor_;

@@ -83,8 +83,10 @@ std::string PushScope(const std::string& repo_path) {
 Authenticator::Authenticator(Transport* transport, CredentialStore* credentials, Clock* clock)
     : transport_(transport), credentials_(credentials), tokens_(clock) {}
 
-absl::StatusOr<std::vector<Challenge>> Authenticator::Ping(const Endpoint& ep) {
+absl::StatusOr<std::vector<Challenge>> Authenticator::Ping(const Endpoint& ep,
+                                                           const CancelFlag& cancelled) {
   HttpRequest req;
+  req.cancelled = cancelled;
   req.method = "GET";
   req.url = absl::StrCat(ep.base_url, "/v2/");
   req.ca_bundle = ep.ca_bundle;
@@ -105,19 +107,37 @@ absl::StatusOr<std::vector<Challenge>> Authenticator::Ping(const Endpoint& ep) {
   return absl::UnavailableError(absl::StrCat(ep.registry, " /v2/ answered ", resp.status));
 }
 
-absl::StatusOr<std::vector<Challenge>> Authenticator::Challenges(const Endpoint& ep) {
+absl::StatusOr<std::vector<Challenge>> Authenticator::Challenges(const Endpoint& ep,
+                                                                 const CancelFlag& cancelled) {
   {
     absl::MutexLock lock(&mu_);
     RegistryState& st = registries_[ep.registry];
-    mu_.Await(absl::Condition(
-        +[](RegistryState* s) { return !s->pinging; }, &st));
+    while (!st.known && st.pinging) {
+      // Another caller is pinging: wait for it, but not past our own cancel.
+      std::pair<RegistryState*, uint64_t> waiting(&st, st.generation);
+      mu_.AwaitWithTimeout(absl::Condition(
+                               +[](std::pair<RegistryState*, uint64_t>* w) {
+                                 return w->first->generation != w->second;
+                               },
+                               &waiting),
+                           absl::Milliseconds(100));
+      if (cancelled && cancelled->load()) return absl::CancelledError("cancelled");
+      // Waiters share the outcome of the ping they waited for.
+      if (st.generation != waiting.second && !st.known && !st.last_error.ok()) {
+        return st.last_error;
+      }
+    }
     if (st.known) return st.challenges;
     st.pinging = true;
   }
-  absl::StatusOr<std::vector<Challenge>> got = Ping(ep);
+  absl::StatusOr<std::vector<Challenge>> got = Ping(ep, cancelled);
   absl::MutexLock lock(&mu_);
   RegistryState& st = registries_[ep.registry];
   st.pinging = false;
+  ++st.generation;
+  // A ping that stopped because its own caller went away says nothing about
+  // the registry: the waiters ping again themselves.
+  st.last_error = absl::IsCancelled(got.status()) ? absl::OkStatus() : got.status();
   if (got.ok()) {
     st.known = true;
     st.challenges = *got;
@@ -126,15 +146,17 @@ absl::StatusOr<std::vector<Challenge>> Authenticator::Challenges(const Endpoint&
 }
 
 absl::StatusOr<std::string> Authenticator::Authorize(const Endpoint& ep,
-                                                     const std::vector<std::string>& scopes) {
-  ASSIGN_OR_RETURN(std::vector<Challenge> challenges, Challenges(ep));
+                                                     const std::vector<std::string>& scopes,
+                                                     const CancelFlag& cancelled) {
+  ASSIGN_OR_RETURN(std::vector<Challenge> challenges, Challenges(ep, cancelled));
   if (challenges.empty()) return std::string();
   ASSIGN_OR_RETURN(Credentials creds, credentials_->Get(ep.registry));
   if (const Challenge* bearer = Pick(challenges, "bearer")) {
     if (!creds.registry_token.empty()) return absl::StrCat("Bearer ", creds.registry_token);
     std::string key = absl::StrCat(ep.registry, " ", absl::StrJoin(scopes, " "));
-    ASSIGN_OR_RETURN(std::string token,
-                     tokens_.Get(key, [&] { return FetchToken(ep, *bearer, scopes, creds); }));
+    ASSIGN_OR_RETURN(std::string token, tokens_.Get(key, [&] {
+      return FetchToken(ep, *bearer, scopes, creds, cancelled);
+    }));
     return absl::StrCat("Bearer ", token);
   }
   if (Pick(challenges, "basic") != nullptr) {
@@ -181,13 +203,15 @@ std::vector<std::string> Authenticator::OnUnauthorized(const Endpoint& ep,
 
 absl::StatusOr<BearerToken> Authenticator::FetchToken(const Endpoint& ep, const Challenge& ch,
                                                       const std::vector<std::string>& scopes,
-                                                      const Credentials& creds) {
+                                                      const Credentials& creds,
+                                                      const CancelFlag& cancelled) {
   std::string realm = ch.Param("realm");
   if (realm.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat(ep.registry, " sent a Bearer challenge without a realm"));
   }
   HttpRequest req;
+  req.cancelled = cancelled;
   req.ca_bundle = ep.ca_bundle;
   req.max_body = 1 << 20;
   std::string service = ch.Param("service");

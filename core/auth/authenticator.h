@@ -37,7 +37,8 @@ class Authenticator {
   // The Authorization header value for a request to `ep` that needs `scopes`
   // (push scope first), or "" when the registry needs none.
   [[nodiscard]] absl::StatusOr<std::string> Authorize(const Endpoint& ep,
-                                                      const std::vector<std::string>& scopes);
+                                                      const std::vector<std::string>& scopes,
+                                                      const CancelFlag& cancelled = nullptr);
 
   // After a request sent with `authorization` got 401: forgets that token and,
   // when the 401 carries a challenge, adopts it. Returns the scopes to ask for
@@ -55,14 +56,19 @@ class Authenticator {
   struct RegistryState {
     bool known = false;
     bool pinging = false;
+    uint64_t generation = 0;            // bumped when a ping ends
+    absl::Status last_error;            // of the last ping, shared with its waiters
     std::vector<Challenge> challenges;  // empty: no auth needed
   };
 
-  [[nodiscard]] absl::StatusOr<std::vector<Challenge>> Challenges(const Endpoint& ep);
-  [[nodiscard]] absl::StatusOr<std::vector<Challenge>> Ping(const Endpoint& ep);
+  [[nodiscard]] absl::StatusOr<std::vector<Challenge>> Challenges(const Endpoint& ep,
+                                                                  const CancelFlag& cancelled);
+  [[nodiscard]] absl::StatusOr<std::vector<Challenge>> Ping(const Endpoint& ep,
+                                                            const CancelFlag& cancelled);
   [[nodiscard]] absl::StatusOr<BearerToken> FetchToken(const Endpoint& ep, const Challenge& ch,
                                                        const std::vector<std::string>& scopes,
-                                                       const Credentials& creds);
+                                                       const Credentials& creds,
+                                                       const CancelFlag& cancelled);
 
   Transport* const transport_;
   CredentialStore* const credentials_;

@@ -26,7 +26,9 @@ absl::StatusOr<std::string> TokenCache::Get(const std::string& key, const Fetche
   e.fetching = false;
   ++e.generation;
   if (!got.ok()) {
-    e.last_error = got.status();
+    // A fetch stopped by its own caller's cancel says nothing about the token
+    // service: the waiters fetch again themselves.
+    e.last_error = absl::IsCancelled(got.status()) ? absl::OkStatus() : got.status();
     return got.status();
   }
   e.last_error = absl::OkStatus();

@@ -79,7 +79,7 @@ absl::StatusOr<HttpResponse> RegistryClient::Send(const Endpoint& ep,
     req.headers.resize(base_headers);
     std::string authorization;
     if (same_origin) {
-      ASSIGN_OR_RETURN(authorization, auth_->Authorize(ep, wanted));
+      ASSIGN_OR_RETURN(authorization, auth_->Authorize(ep, wanted, req.cancelled));
       if (!authorization.empty()) req.headers.emplace_back("Authorization", authorization);
     }
     if (req.body_source != nullptr && attempt > 0) RETURN_IF_ERROR(req.body_source->Rewind());

@@ -9,7 +9,9 @@ No registry is needed: these tests only talk to the daemon.
 import os
 import re
 import signal
+import socket
 import sys
+import threading
 import time
 import unittest
 
@@ -18,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import grpc  # noqa: E402
 from google.protobuf import descriptor_pb2  # noqa: E402
 
-from fixtures import stubs, testing  # noqa: E402
+from fixtures import stubs, testing, util  # noqa: E402
 from fixtures.daemon import Daemon, DaemonError  # noqa: E402
 
 S = stubs.load()
@@ -156,6 +158,69 @@ class LifecycleTest(testing.IntegrationCase):
 
     def test_unknown_flag_fails_fast(self):
         self._expect_startup_failure(extra_args=["--no_such_flag_for_regd=1"])
+
+
+class Blackhole:
+    """A TCP listener that accepts connections and never answers."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.host = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+class UnaryCancellationTest(testing.IntegrationCase):
+    """A unary call stuck on an unresponsive registry stops when its caller
+    goes away, and does not hold up shutdown."""
+
+    def setUp(self):
+        self.hole = Blackhole()
+        self.addCleanup(self.hole.close)
+
+    def test_deadline_cancels_the_engine_work(self):
+        d = Daemon(ENV.workdir, insecure_registries=[self.hole.host]).start()
+        self.addCleanup(d.kill)
+        start = time.monotonic()
+        with self.assertRaises(grpc.RpcError) as cm:
+            d.stub.Inspect(S.registry_pb2.InspectRequest(image_ref=self.hole.host + "/x/y:1"),
+                           timeout=1)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        # The engine's side ends too, within a second or so of the deadline
+        # (the stall timeout is a minute, so only the cancel can end it).
+        util.wait_until(lambda: re.search(r"Inspect .*/x/y:1 CANCELLED", d.log()), 5,
+                        what="the Inspect to be cancelled in the daemon")
+        self.assertLess(time.monotonic() - start, 6)
+
+    def test_sigterm_with_a_stuck_unary_call_exits_within_the_grace(self):
+        d = Daemon(ENV.workdir, insecure_registries=[self.hole.host],
+                   extra_args=["--shutdown_grace=1s"]).start()
+        self.addCleanup(d.kill)
+        fut = d.stub.GetImage.future(
+            S.registry_pb2.GetImageRequest(image_ref=self.hole.host + "/x/y:1"), timeout=60)
+        util.wait_until(lambda: self.hole.conns, 5, what="regd to reach the registry")
+        start = time.monotonic()
+        d.signal(signal.SIGTERM)
+        rc = d.wait(15)
+        self.assertEqual(rc, 0, d.log())
+        self.assertLess(time.monotonic() - start, 6, d.log())
+        with self.assertRaises(grpc.RpcError):
+            fut.result(timeout=5)
 
 
 if __name__ == "__main__":
