@@ -13,7 +13,7 @@ absl::Status Bad(absl::string_view where, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("config: ", where, ": ", why));
 }
 
-absl::Status CheckReadable(absl::string_view where, const std::string& path) {
+[[nodiscard]] absl::Status CheckReadable(absl::string_view where, const std::string& path) {
   if (path.empty()) return Bad(where, "must not be empty");
   if (access(path.c_str(), R_OK) != 0) {
     return Bad(where, absl::StrCat("cannot read \"", path, "\""));
@@ -21,7 +21,8 @@ absl::Status CheckReadable(absl::string_view where, const std::string& path) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<RegistryConfig> ParseRegistry(const std::string& name, const rapidjson::Value& v) {
+[[nodiscard]] absl::StatusOr<RegistryConfig> ParseRegistry(const std::string& name,
+                                                           const rapidjson::Value& v) {
   if (!v.IsObject()) return Bad(name, "must be an object");
   RegistryConfig rc;
   for (auto& m : v.GetObject()) {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <random>
-#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -10,7 +9,6 @@
 #include "core/digest.h"
 #include "core/http/curl_transport.h"
 #include "core/status_macros.h"
-#include "core/upload/shared_uploads.h"
 
 namespace regd {
 namespace {
@@ -35,7 +33,8 @@ int64_t ContentLength(const HttpResponse& resp) {
   return -1;
 }
 
-absl::Status VerifyDigest(absl::string_view body, const std::string& want, absl::string_view what) {
+[[nodiscard]] absl::Status VerifyDigest(absl::string_view body, const std::string& want,
+                                        absl::string_view what) {
   ASSIGN_OR_RETURN(Digester d, Digester::ForDigest(want));
   d.Update(body);
   std::string got = d.Finish();
@@ -179,7 +178,7 @@ absl::StatusOr<std::string> Engine::FetchSmallBlob(const Repository& repo, const
   req.follow_redirects = true;
   req.max_body = kMaxManifestBytes;
   ASSIGN_OR_RETURN(HttpResponse resp, SendRead(repo, std::move(req)));
-  if (resp.status != 200) return StatusFromHttp(resp, "GET config blob", NotFoundMeaning::kBlob);
+  if (resp.status != 200) return StatusFromHttp(resp, "GET config blob", NotFoundMeaning::kImage);
   RETURN_IF_ERROR(VerifyDigest(resp.body, d.digest, "config blob"));
   return std::move(resp.body);
 }
@@ -372,7 +371,7 @@ absl::Status Engine::ReadBlob(absl::string_view repo_text, absl::string_view dig
     return absl::OutOfRangeError(absl::StrCat("offset ", offset, " is past the end of the blob"));
   }
   if (resp->status != 200 && resp->status != 206) {
-    return StatusFromHttp(*resp, "GET blob", NotFoundMeaning::kBlob);
+    return StatusFromHttp(*resp, "GET blob", NotFoundMeaning::kImage);
   }
   if (!flush()) return absl::CancelledError("reader went away");
   if (offset == 0) {

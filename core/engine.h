@@ -51,8 +51,6 @@ struct EngineOptions {
   std::string docker_config_dir;
   // Upload chunk size when the registry config names none.
   int64_t default_chunk_size = 16 << 20;
-  // Blobs at or below this size go up in one PUT.
-  int64_t monolithic_threshold = 16 << 20;
   // Concurrent blob uploads per registry, shared by all calls.
   int default_registry_concurrency = 8;
   // Largest inline BlobSource.data.
@@ -141,7 +139,9 @@ class Engine {
 
   // A blob ready to upload: its bytes and its descriptor.
   struct PreparedBlob {
-    std::unique_ptr<OpenedBlob> blob;
+    std::unique_ptr<OpenedBlob>
+        blob;          // null until opened (layout blobs open when their turn comes)
+    std::string path;  // resolved file to open, for layout blobs
     Descriptor descriptor;
     std::string mount_from;  // as the caller named it, or "" (resolved per target)
   };
@@ -165,6 +165,12 @@ class Engine {
                                                         const RetryPolicy& retry,
                                                         const UploadEvents& events,
                                                         const CancelFlag& cancelled);
+  // UploadBlob for a planned blob, opening its file first when needed.
+  [[nodiscard]] absl::StatusOr<LayerOutcome> OpenAndUpload(const Repository& repo,
+                                                           const PreparedBlob& planned,
+                                                           const RetryPolicy& retry,
+                                                           const UploadEvents& events,
+                                                           const CancelFlag& cancelled);
   [[nodiscard]] absl::StatusOr<LayerOutcomeKind> RunUploader(
       const Repository& repo, const PreparedBlob& blob, const std::string& mount_from,
       const RetryPolicy& retry, const UploadEvents& events, const CancelFlag& cancelled);

@@ -1,6 +1,7 @@
 // The Engine's write path: WriteLayer, PushImage, PushIndex.
+#include <sys/stat.h>
+
 #include <atomic>
-#include <deque>
 #include <random>
 #include <thread>
 
@@ -19,21 +20,23 @@ namespace {
 
 constexpr char kRefNameAnnotation[] = "org.opencontainers.image.ref.name";
 
-absl::StatusOr<Repository> ParseWriteRepository(absl::string_view repo) {
+[[nodiscard]] absl::StatusOr<Repository> ParseWriteRepository(absl::string_view repo) {
   if (repo.empty()) return absl::InvalidArgumentError("repo is empty");
   return ParseRepository(repo);
 }
 
 // The path of a blob inside an OCI layout.
-absl::StatusOr<std::string> LayoutBlobPath(const std::string& root, const std::string& digest) {
+[[nodiscard]] absl::StatusOr<std::string> LayoutBlobPath(const std::string& root,
+                                                         const std::string& digest) {
   RETURN_IF_ERROR(ValidateDigest(digest));
   size_t colon = digest.find(':');
   return absl::StrCat(root, "/blobs/", digest.substr(0, colon), "/", digest.substr(colon + 1));
 }
 
 // Reads a small blob from a layout and checks its digest.
-absl::StatusOr<std::string> ReadLayoutBlob(const std::string& root, const Descriptor& d,
-                                           const std::vector<std::string>& allowed) {
+[[nodiscard]] absl::StatusOr<std::string> ReadLayoutBlob(const std::string& root,
+                                                         const Descriptor& d,
+                                                         const std::vector<std::string>& allowed) {
   ASSIGN_OR_RETURN(std::string path, LayoutBlobPath(root, d.digest));
   absl::StatusOr<std::string> real = ResolveAllowedPath(path, allowed);
   if (absl::IsNotFound(real.status())) {
@@ -94,7 +97,8 @@ absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(const BlobSpec& spec,
     if (blob->identity().empty()) {
       ASSIGN_OR_RETURN(p.descriptor.digest, compute());
     } else {
-      ASSIGN_OR_RETURN(p.descriptor.digest, digests_.Get(blob->identity(), compute));
+      ASSIGN_OR_RETURN(p.descriptor.digest,
+                       digests_.Get(blob->identity(), compute, !blob->recently_modified()));
     }
   } else {
     RETURN_IF_ERROR(ValidateDigest(spec.digest));
@@ -112,7 +116,8 @@ namespace {
 // `text` names a repository on `target`'s registry: either a full name on it
 // ("reg:5000/team/app") or just a path ("team/app"). Mounts cannot cross
 // registries.
-absl::StatusOr<std::string> ResolveMountFrom(const Repository& target, const std::string& text) {
+[[nodiscard]] absl::StatusOr<std::string> ResolveMountFrom(const Repository& target,
+                                                           const std::string& text) {
   if (text.empty()) return std::string();
   ASSIGN_OR_RETURN(Repository parsed, ParseRepository(text));
   if (parsed.registry == target.registry) return parsed.path;
@@ -143,7 +148,7 @@ absl::StatusOr<LayerOutcomeKind> Engine::RunUploader(
   const RegistryConfig* rc = ConfigFor(repo.registry);
   job.chunk_size =
       rc != nullptr && rc->chunk_size > 0 ? rc->chunk_size : options_.default_chunk_size;
-  job.monolithic_threshold = std::min(options_.monolithic_threshold, job.chunk_size);
+  job.monolithic_threshold = job.chunk_size;  // up to one chunk: a single PUT
   job.retry = retry;
   job.events = events;
   job.cancelled = cancelled;
@@ -205,6 +210,23 @@ absl::StatusOr<LayerOutcome> Engine::UploadBlob(const Repository& repo, const Pr
   }
 }
 
+absl::StatusOr<LayerOutcome> Engine::OpenAndUpload(const Repository& repo,
+                                                   const PreparedBlob& planned,
+                                                   const RetryPolicy& retry,
+                                                   const UploadEvents& events,
+                                                   const CancelFlag& cancelled) {
+  if (planned.blob != nullptr) return UploadBlob(repo, planned, retry, events, cancelled);
+  PreparedBlob opened;
+  ASSIGN_OR_RETURN(opened.blob, OpenedBlob::OpenFile(planned.path));
+  if (opened.blob->size() != planned.descriptor.size) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(planned.path, " changed size during the push"));
+  }
+  opened.descriptor = planned.descriptor;
+  opened.mount_from = planned.mount_from;
+  return UploadBlob(repo, opened, retry, events, cancelled);
+}
+
 absl::StatusOr<LayerOutcome> Engine::WriteLayer(absl::string_view repo_text, const BlobSpec& spec,
                                                 const RetryPolicy& retry,
                                                 const UploadEvents& events,
@@ -218,12 +240,20 @@ absl::StatusOr<LayerOutcome> Engine::WriteLayer(absl::string_view repo_text, con
 
 absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spec) {
   ASSIGN_OR_RETURN(std::string root, ResolveAllowedPath(spec.layout_path, options_.allowed_paths));
-  absl::StatusOr<std::string> marker = ReadSmallFile(root + "/oci-layout", 64 << 10);
+  // Every file read from the layout is held to the allowed roots (a symlink
+  // inside the layout must not lead out of them).
+  absl::StatusOr<std::string> marker_path =
+      ResolveAllowedPath(root + "/oci-layout", options_.allowed_paths);
+  absl::StatusOr<std::string> marker =
+      marker_path.ok() ? ReadSmallFile(*marker_path, 64 << 10) : marker_path.status();
+  if (absl::IsPermissionDenied(marker.status())) return marker.status();
   if (!marker.ok() || !absl::StrContains(*marker, "imageLayoutVersion")) {
     return absl::InvalidArgumentError(
         absl::StrCat(spec.layout_path, " is not an OCI image layout (no valid oci-layout file)"));
   }
-  ASSIGN_OR_RETURN(std::string index_json, ReadSmallFile(root + "/index.json", kMaxManifestBytes));
+  ASSIGN_OR_RETURN(std::string index_path,
+                   ResolveAllowedPath(root + "/index.json", options_.allowed_paths));
+  ASSIGN_OR_RETURN(std::string index_json, ReadSmallFile(index_path, kMaxManifestBytes));
   absl::StatusOr<Index> index = ParseIndex(index_json, media::kOciIndex);
   if (!index.ok()) {
     return absl::InvalidArgumentError(
@@ -257,13 +287,19 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spe
       return absl::NotFoundError(absl::StrCat("OCI layout is missing blob ", d.digest));
     }
     if (!real.ok()) return real.status();
-    PreparedBlob b;
-    ASSIGN_OR_RETURN(b.blob, OpenedBlob::OpenFile(*real));
-    if (b.blob->size() != d.size) {
-      return absl::InvalidArgumentError(absl::StrCat("OCI layout blob ", d.digest, " has ",
-                                                     b.blob->size(), " bytes, descriptor says ",
-                                                     d.size));
+    // Checked now, opened when its upload starts: a push holds one descriptor
+    // per blob in flight, not one per blob of the image.
+    struct stat st;
+    if (::stat(real->c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("OCI layout blob ", d.digest, " is not a file"));
     }
+    if (st.st_size != d.size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "OCI layout blob ", d.digest, " has ", st.st_size, " bytes, descriptor says ", d.size));
+    }
+    PreparedBlob b;
+    b.path = *real;
     b.descriptor = d;
     plan.blobs.push_back(std::move(b));
     return absl::OkStatus();
@@ -278,6 +314,7 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spe
   ASSIGN_OR_RETURN(std::string top_raw, ReadLayoutBlob(root, *chosen, options_.allowed_paths));
   plan.top.raw = top_raw;
   plan.top.descriptor = *chosen;
+  plan.top.descriptor.size = static_cast<int64_t>(top_raw.size());
   plan.top.descriptor.platform.reset();
   plan.top.descriptor.annotations.clear();
   plan.top.descriptor.media_type = ManifestMediaType(chosen->media_type, top_raw);
@@ -351,8 +388,8 @@ absl::Status Engine::UploadAll(const Repository& repo, const PushPlan& plan, int
         if (next >= plan.blobs.size() || !first_error.ok()) return;
         i = next++;
       }
-      const PreparedBlob& b = plan.blobs[i];
-      const std::string& digest = b.descriptor.digest;
+      const PreparedBlob& planned = plan.blobs[i];
+      const std::string& digest = planned.descriptor.digest;
       UploadEvents ev;
       if (events.on_progress) {
         ev.on_progress = [&events, &digest](int64_t c, int64_t t) {
@@ -362,7 +399,7 @@ absl::Status Engine::UploadAll(const Repository& repo, const PushPlan& plan, int
       if (events.on_retry) {
         ev.on_retry = [&events, &digest](const RetryNotice& n) { events.on_retry(digest, n); };
       }
-      absl::StatusOr<LayerOutcome> out = UploadBlob(repo, b, retry, ev, stop);
+      absl::StatusOr<LayerOutcome> out = OpenAndUpload(repo, planned, retry, ev, stop);
       if (out.ok()) {
         if (events.on_layer) events.on_layer(digest, *out);
         continue;
@@ -497,7 +534,7 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec,
     absl::StatusOr<Fetched> f = FetchManifest(ref.repo, id, cancelled);
     if (!f.ok()) {
       return absl::Status(f.status().code(),
-                          absl::StrCat("index entry ", e.ref, ": ", f.status().message()));
+                          absl::StrCat(f.status().message(), " (index entry ", e.ref, ")"));
     }
     if (f->kind != ManifestKind::kManifest) {
       return absl::InvalidArgumentError(absl::StrCat("index entry ", e.ref, " is itself an index"));

@@ -7,7 +7,7 @@
 
 namespace regd {
 
-Executor::~Executor() { Drain(absl::InfiniteFuture()); }
+Executor::~Executor() { (void)Drain(absl::InfiniteFuture()); }
 
 absl::Status Executor::Submit(std::function<void()> fn) {
   {

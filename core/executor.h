@@ -30,7 +30,7 @@ class Executor {
 
   // Stops accepting tasks and waits for running ones until `deadline`.
   // True when none is left running.
-  bool Drain(absl::Time deadline);
+  [[nodiscard]] bool Drain(absl::Time deadline);
 
   int running() const;
 

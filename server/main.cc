@@ -46,19 +46,20 @@ ABSL_FLAG(int, registry_concurrency, 8, "Default concurrent blob uploads per reg
 namespace regd {
 namespace {
 
-absl::Status WriteReadyFile(const std::string& path, const std::string& address) {
+[[nodiscard]] absl::Status WriteReadyFile(const std::string& path, const std::string& address) {
   std::string tmp = absl::StrCat(path, ".tmp");
   FILE* f = std::fopen(tmp.c_str(), "w");
   if (f == nullptr) return absl::FailedPreconditionError(absl::StrCat("cannot write ", tmp));
-  std::fputs(address.c_str(), f);
-  std::fclose(f);
+  bool written = std::fputs(address.c_str(), f) >= 0;
+  written = std::fclose(f) == 0 && written;
+  if (!written) return absl::FailedPreconditionError(absl::StrCat("cannot write ", tmp));
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     return absl::FailedPreconditionError(absl::StrCat("cannot rename ", tmp));
   }
   return absl::OkStatus();
 }
 
-absl::Status ApplySocketMode(const std::string& address, const std::string& mode) {
+[[nodiscard]] absl::Status ApplySocketMode(const std::string& address, const std::string& mode) {
   if (mode.empty()) return absl::OkStatus();
   if (!absl::StartsWith(address, "unix:")) {
     return absl::InvalidArgumentError("--unix_socket_mode needs a unix: --listen address");
@@ -77,7 +78,7 @@ absl::Status ApplySocketMode(const std::string& address, const std::string& mode
   return absl::OkStatus();
 }
 
-absl::StatusOr<ServerOptions> OptionsFromFlags() {
+[[nodiscard]] absl::StatusOr<ServerOptions> OptionsFromFlags() {
   ServerOptions o;
   o.listen = absl::GetFlag(FLAGS_listen);
   o.max_concurrent_calls = absl::GetFlag(FLAGS_max_concurrent_calls);

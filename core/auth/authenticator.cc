@@ -210,6 +210,13 @@ absl::StatusOr<BearerToken> Authenticator::FetchToken(const Endpoint& ep, const 
     return absl::FailedPreconditionError(
         absl::StrCat(ep.registry, " sent a Bearer challenge without a realm"));
   }
+  // Credentials for an HTTPS registry never go to a token service over plain HTTP.
+  if (absl::StartsWith(ep.base_url, "https://") && !absl::StartsWith(realm, "https://") &&
+      !creds.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        ep.registry,
+        " names a token service that is not HTTPS; regd will not send it credentials"));
+  }
   HttpRequest req;
   req.cancelled = cancelled;
   req.ca_bundle = ep.ca_bundle;

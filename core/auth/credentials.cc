@@ -1,6 +1,8 @@
 #include "core/auth/credentials.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +15,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "core/files.h"
 #include "core/status_macros.h"
 #include "rapidjson/document.h"
@@ -21,6 +25,8 @@ extern char** environ;
 
 namespace regd {
 namespace {
+
+constexpr absl::Duration kHelperTimeout = absl::Seconds(30);
 
 std::string JsonString(const rapidjson::Value& obj, const char* key) {
   if (!obj.IsObject()) return "";
@@ -51,7 +57,7 @@ std::string HelperServer(const std::string& registry) {
   return registry == "docker.io" ? "https://index.docker.io/v1/" : registry;
 }
 
-absl::StatusOr<Credentials> FromHelperOutput(absl::string_view out) {
+[[nodiscard]] absl::StatusOr<Credentials> FromHelperOutput(absl::string_view out) {
   rapidjson::Document doc;
   doc.Parse(out.data(), out.size());
   if (doc.HasParseError() || !doc.IsObject()) {
@@ -69,7 +75,7 @@ absl::StatusOr<Credentials> FromHelperOutput(absl::string_view out) {
   return c;
 }
 
-absl::StatusOr<Credentials> FromAuthEntry(const rapidjson::Value& entry) {
+[[nodiscard]] absl::StatusOr<Credentials> FromAuthEntry(const rapidjson::Value& entry) {
   Credentials c;
   std::string auth = JsonString(entry, "auth");
   if (!auth.empty()) {
@@ -161,10 +167,22 @@ absl::StatusOr<std::string> RunCredentialHelper(const std::string& helper,
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, in_pipe[0], 0);
   posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
+  // The daemon blocks SIGTERM/SIGINT in every thread and ignores SIGPIPE; the
+  // helper gets the ordinary defaults back.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  for (int sig : {SIGPIPE, SIGTERM, SIGINT}) sigaddset(&defaults, sig);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   char* argv[] = {prog.data(), const_cast<char*>("get"), nullptr};
   pid_t pid = 0;
-  int rc = posix_spawnp(&pid, prog.c_str(), &fa, nullptr, argv, environ);
+  int rc = posix_spawnp(&pid, prog.c_str(), &fa, &attr, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
   close(in_pipe[0]);
   close(out_pipe[1]);
   if (rc != 0) {
@@ -176,16 +194,38 @@ absl::StatusOr<std::string> RunCredentialHelper(const std::string& helper,
   std::string input = server;
   (void)!write(in_pipe[1], input.data(), input.size());
   close(in_pipe[1]);
+  // A helper that hangs (a keychain prompt nobody answers) must not pin the
+  // call: it gets kHelperTimeout to answer.
   std::string out;
   char buf[4096];
-  ssize_t n;
-  while ((n = read(out_pipe[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-    if (n > 0) out.append(buf, static_cast<size_t>(n));
-    if (out.size() > (1 << 20)) break;
+  bool timed_out = false;
+  const absl::Time deadline = absl::Now() + kHelperTimeout;
+  while (out.size() <= (1 << 20)) {
+    int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
+    if (wait_ms <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd pfd{out_pipe[0], POLLIN, 0};
+    int ready = poll(&pfd, 1, wait_ms);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) {
+      timed_out = ready == 0;
+      break;
+    }
+    ssize_t n = read(out_pipe[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
   }
   close(out_pipe[0]);
+  if (timed_out) kill(pid, SIGKILL);
   int wstatus = 0;
   while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out) {
+    return absl::UnavailableError(
+        absl::StrCat(prog, " did not answer within ", absl::FormatDuration(kHelperTimeout)));
   }
   if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
     // docker-credential helpers print "credentials not found in native keychain".

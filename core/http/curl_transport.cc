@@ -254,10 +254,6 @@ absl::StatusOr<HttpResponse> CurlTransport::Send(const HttpRequest& req) {
 
   CURLcode rc = curl_easy_perform(c);
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
-  char* eff = nullptr;
-  if (curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff != nullptr) {
-    resp.effective_url = eff;
-  }
   curl_off_t sent = 0;
   if (curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &sent) == CURLE_OK) resp.bytes_sent = sent;
   // Unset our stack pointers before the handle goes back to the pool.

@@ -71,7 +71,6 @@ struct HttpResponse {
   long status = 0;
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
-  std::string effective_url;
   int64_t bytes_sent = 0;  // request body bytes curl reports as sent
 
   // First header with this lower-case name.

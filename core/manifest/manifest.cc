@@ -39,7 +39,8 @@ std::map<std::string, std::string> StringMap(const Value& obj, const char* key) 
   return out;
 }
 
-absl::StatusOr<rapidjson::Document> ParseJson(absl::string_view body, absl::string_view what) {
+[[nodiscard]] absl::StatusOr<rapidjson::Document> ParseJson(absl::string_view body,
+                                                            absl::string_view what) {
   if (body.size() > kMaxManifestBytes) {
     return absl::ResourceExhaustedError(
         absl::StrCat(what, " larger than ", kMaxManifestBytes, " bytes"));
@@ -51,7 +52,7 @@ absl::StatusOr<rapidjson::Document> ParseJson(absl::string_view body, absl::stri
   return doc;
 }
 
-absl::StatusOr<Descriptor> ParseDescriptor(const Value& v, absl::string_view what) {
+[[nodiscard]] absl::StatusOr<Descriptor> ParseDescriptor(const Value& v, absl::string_view what) {
   if (!v.IsObject()) return Malformed(what, "descriptor is not an object");
   Descriptor d;
   d.media_type = Str(v, "mediaType");

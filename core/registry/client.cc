@@ -37,7 +37,7 @@ absl::Status StatusFromHttp(const HttpResponse& resp, absl::string_view what,
   if (!detail.empty()) absl::StrAppend(&msg, " (", detail, ")");
   switch (resp.status) {
     case 404:
-      if (not_found == NotFoundMeaning::kImage || not_found == NotFoundMeaning::kBlob) {
+      if (not_found == NotFoundMeaning::kImage) {
         return absl::NotFoundError("image reference not found");
       }
       return absl::NotFoundError(msg);
@@ -53,11 +53,7 @@ absl::Status StatusFromHttp(const HttpResponse& resp, absl::string_view what,
     case 503:
     case 504:
       return absl::UnavailableError(msg);
-    case 400:
-      if (absl::StrContains(detail, "DIGEST_INVALID") ||
-          absl::StrContains(detail, "SIZE_INVALID")) {
-        return absl::InvalidArgumentError(msg);
-      }
+    case 400:  // DIGEST_INVALID, SIZE_INVALID, MANIFEST_INVALID, NAME_INVALID, ...
       return absl::InvalidArgumentError(msg);
     case 416:
       return absl::OutOfRangeError(msg);

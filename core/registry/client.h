@@ -23,17 +23,15 @@ namespace regd {
 
 // What a 404 means for the caller.
 enum class NotFoundMeaning {
-  kImage,   // "image reference not found"
-  kBlob,    // "image reference not found" too (blobs are named by digest refs)
-  kUpload,  // the upload session is gone
-  kGeneric,
+  kImage,    // "image reference not found" (manifests and blobs alike)
+  kGeneric,  // the registry's own words
 };
 
 // Maps a non-2xx registry answer to a Status. `what` names the operation
 // ("GET manifest"); the registry's error code/message (from its JSON body) is
 // appended. Never includes request headers.
-absl::Status StatusFromHttp(const HttpResponse& resp, absl::string_view what,
-                            NotFoundMeaning not_found = NotFoundMeaning::kGeneric);
+[[nodiscard]] absl::Status StatusFromHttp(const HttpResponse& resp, absl::string_view what,
+                                          NotFoundMeaning not_found = NotFoundMeaning::kGeneric);
 
 class RegistryClient {
  public:

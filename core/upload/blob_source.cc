@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -17,7 +18,7 @@
 namespace regd {
 namespace {
 
-absl::StatusOr<std::string> RealPath(const std::string& path) {
+[[nodiscard]] absl::StatusOr<std::string> RealPath(const std::string& path) {
   char buf[PATH_MAX];
   if (::realpath(path.c_str(), buf) == nullptr) {
     int err = errno;
@@ -100,6 +101,9 @@ absl::StatusOr<std::unique_ptr<OpenedBlob>> OpenedBlob::OpenFile(const std::stri
   b->path_ = path;
   b->identity_ = absl::StrCat(st.st_dev, ":", st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec,
                               ".", st.st_mtim.tv_nsec);
+  // A file modified within the last two seconds may change again without its
+  // mtime moving (timestamp granularity).
+  b->recently_modified_ = ::time(nullptr) - st.st_mtim.tv_sec <= 2;
   ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   return b;
 }
@@ -144,7 +148,8 @@ absl::StatusOr<std::string> OpenedBlob::ComputeDigest(const std::string& algorit
   std::string buf(1 << 20, '\0');
   int64_t off = 0;
   while (off < size_) {
-    ASSIGN_OR_RETURN(size_t n, ReadAt(off, buf.data(), buf.size()));
+    size_t want = static_cast<size_t>(std::min<int64_t>(size_ - off, buf.size()));
+    ASSIGN_OR_RETURN(size_t n, ReadAt(off, buf.data(), want));
     if (n == 0) return absl::DataLossError("file shrank while it was being hashed");
     d.Update(buf.data(), n);
     off += static_cast<int64_t>(n);

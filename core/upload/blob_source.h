@@ -39,6 +39,9 @@ class OpenedBlob {
   int64_t size() const { return size_; }
   // "dev:inode:size:mtime_ns" for a file (changes when the file does); "" for inline data.
   const std::string& identity() const { return identity_; }
+  // True when the file changed so recently that its identity may not yet
+  // tell a further change apart (see DigestCache).
+  bool recently_modified() const { return recently_modified_; }
   // A body of bytes [start, start+len).
   std::unique_ptr<BodySource> Range(int64_t start, int64_t len) const;
   // Reads [offset, offset+len) into buf; returns bytes read.
@@ -54,6 +57,7 @@ class OpenedBlob {
   int64_t size_ = 0;
   std::string path_;
   std::string identity_;
+  bool recently_modified_ = false;
 };
 
 }  // namespace regd

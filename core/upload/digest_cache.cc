@@ -3,22 +3,30 @@
 namespace regd {
 
 absl::StatusOr<std::string> DigestCache::Get(
-    const std::string& identity, const std::function<absl::StatusOr<std::string>()>& compute) {
+    const std::string& identity, const std::function<absl::StatusOr<std::string>()>& compute,
+    bool remember) {
   absl::MutexLock lock(&mu_);
+  uint64_t waited_for = 0;  // the computation this caller waited on, if any
   while (true) {
     auto it = entries_.find(identity);
     if (it == entries_.end()) break;
-    if (!it->second.computing) return it->second.digest;
+    Entry& e = it->second;
+    if (!e.computing) {
+      if (e.remembered || e.generation == waited_for) return e.digest;
+      break;  // an unremembered result for someone else: compute our own
+    }
     // Another caller is hashing this file: wait for it (or for it to give up).
+    waited_for = e.generation;
     std::pair<DigestCache*, const std::string*> arg(this, &identity);
     mu_.Await(absl::Condition(
         +[](std::pair<DigestCache*, const std::string*>* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-          auto e = a->first->entries_.find(*a->second);
-          return e == a->first->entries_.end() || !e->second.computing;
+          auto found = a->first->entries_.find(*a->second);
+          return found == a->first->entries_.end() || !found->second.computing;
         },
         &arg));
   }
-  entries_[identity].computing = true;
+  const uint64_t generation = ++next_generation_;
+  entries_[identity] = Entry{true, "", generation, remember};
   ++computations_;
   mu_.Unlock();
   absl::StatusOr<std::string> digest = compute();
@@ -27,7 +35,7 @@ absl::StatusOr<std::string> DigestCache::Get(
     entries_.erase(identity);
     return digest.status();
   }
-  entries_[identity] = Entry{false, *digest};
+  entries_[identity] = Entry{false, *digest, generation, remember};
   order_.push_back(identity);
   while (order_.size() > capacity_) {
     entries_.erase(order_.front());

@@ -24,8 +24,11 @@ class DigestCache {
   explicit DigestCache(size_t capacity = 4096) : capacity_(capacity) {}
 
   // The digest for `identity`, computing it with `compute` when unknown.
+  // With `remember` false (a file modified too recently to trust its identity
+  // later) the result is shared only with callers already waiting for it.
   [[nodiscard]] absl::StatusOr<std::string> Get(
-      const std::string& identity, const std::function<absl::StatusOr<std::string>()>& compute);
+      const std::string& identity, const std::function<absl::StatusOr<std::string>()>& compute,
+      bool remember = true);
 
   // Hashing passes performed (for tests and metrics).
   int64_t computations() const;
@@ -34,12 +37,15 @@ class DigestCache {
   struct Entry {
     bool computing = false;
     std::string digest;
+    uint64_t generation = 0;  // of the computation that produced `digest`
+    bool remembered = true;
   };
   const size_t capacity_;
   mutable absl::Mutex mu_;
   std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> order_ ABSL_GUARDED_BY(mu_);
   int64_t computations_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace regd

@@ -29,6 +29,25 @@ TEST(DigestCache, ConcurrentCallersHashOnce) {
   EXPECT_EQ(passes.load(), 1);
 }
 
+TEST(DigestCache, UnrememberedResultsAreSharedOnlyWithWaiters) {
+  DigestCache cache;
+  std::atomic<int> passes{0};
+  auto compute = [&]() -> absl::StatusOr<std::string> {
+    passes.fetch_add(1);
+    absl::SleepFor(absl::Milliseconds(300));
+    return std::string("sha256:y");
+  };
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 4; ++i) {
+    ts.emplace_back([&] { EXPECT_EQ(cache.Get("g", compute, false).value_or(""), "sha256:y"); });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(passes.load(), 1);
+  // A later caller does not trust it: the file may have changed since.
+  EXPECT_EQ(*cache.Get("g", compute, false), "sha256:y");
+  EXPECT_EQ(passes.load(), 2);
+}
+
 TEST(DigestCache, FailuresAreNotCachedAndCapacityBounds) {
   DigestCache cache(2);
   int n = 0;
