@@ -232,9 +232,12 @@ absl::StatusOr<HttpResponse> CurlTransport::Send(const HttpRequest& req) {
     curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(has_body ? body_len : 0));
     curl_easy_setopt(c, CURLOPT_READFUNCTION, &OnRead);
     curl_easy_setopt(c, CURLOPT_READDATA, &t);
-    // Only in-memory bodies (manifests, tokens) may be replayed by curl itself
-    // when a reused connection dies. A streamed blob body never is: its
-    // outcome is unknown, so the uploader asks the registry where it is first.
+    // Only in-memory bodies (manifests, tokens) may be rewound by curl itself
+    // when a reused connection dies. A streamed blob body never is: once any
+    // of it has left, its outcome is unknown, so the transfer fails and the
+    // uploader asks the registry where it is first. (curl still resends a
+    // request that died before a single body byte was sent: that one cannot
+    // have reached the registry.)
     if (req.body_source == nullptr) {
       curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, &OnSeek);
       curl_easy_setopt(c, CURLOPT_SEEKDATA, &t);

@@ -139,12 +139,26 @@ class FaultCase(testing.IntegrationCase, StreamChecks):
                                                 e.body_fwd, e.header("Content-Range") or "",
                                                 e.fault or "") for e in ups))
 
+    @staticmethod
+    def untouched_replay(ups, i):
+        """True when request i died on a reused connection before libcurl had sent
+        any of its body, and libcurl sent it again on a fresh connection: nothing
+        of that request reached the registry, so the resend is no blind replay
+        (libcurl refuses to resend a body it has begun, and regd gives it no way
+        to rewind one)."""
+        e, nxt = ups[i], ups[i + 1]
+        return (e.status is None and e.body_in == 0 and nxt.method == e.method
+                and nxt.path == e.path
+                and nxt.header("Content-Range") == e.header("Content-Range"))
+
     def assertNoBlindReplay(self, ups, why):
         """After a PATCH or PUT whose outcome regd could not know (no answer, or a
         retryable error), the next request on the session asks first (GET) or opens a
         new session (POST); it never sends the data again straight away."""
         for i, e in enumerate(ups[:-1]):
             if e.method not in ("PATCH", "PUT") or e.status in (201, 202, 204, 401, 400):
+                continue
+            if self.untouched_replay(ups, i):
                 continue
             nxt = ups[i + 1]
             self.assertIn(nxt.method, ("GET", "POST", "HEAD", "DELETE"),
@@ -218,7 +232,11 @@ class ResetTest(FaultCase):
         why = self.explain(s, ups)
         self.assertLayerStream(s, SIZE, "UPLOADED")
         self.assertLanded(REG, repo, data)
-        self.assertRetryRuns(s.retries(), [[1], [1]], MAX, summary=why)
+        # Each reset is either retried by regd (RetryEvent, GET, resend), or, when
+        # it hit a reused connection before any body byte left, resent by libcurl
+        # on a fresh connection (see untouched_replay): nothing was lost either way.
+        resent = len([i for i in range(len(ups) - 1) if self.untouched_replay(ups, i)])
+        self.assertRetryRuns(s.retries(), [[1]] * (2 - resent), MAX, summary=why)
         self.assertNoBlindReplay(ups, why)
         self.assertEqual(len([e for e in ups if e.method == "POST"]), 1, why)
         self.assertEqual(self.proxy.upload_bytes(), SIZE, why)
