@@ -88,6 +88,17 @@ void BlobUploader::TakeLocation(const HttpResponse& resp, const std::string& req
   location_ = ResolveUrl(base, *loc);
 }
 
+void BlobUploader::TakeChunkLimits(const HttpResponse& resp) {
+  chunk_ = std::max<int64_t>(job_.chunk_size, 64 << 10);
+  min_chunk_ = 1 << 20;
+  if (auto min = HeaderInt(resp, "oci-chunk-min-length")) {
+    chunk_ = std::max(chunk_, *min);
+    min_chunk_ = *min;
+  }
+  if (auto max = HeaderInt(resp, "oci-chunk-max-length")) chunk_ = std::min(chunk_, *max);
+  min_chunk_ = std::min(min_chunk_, chunk_);
+}
+
 void BlobUploader::ReportProgress(int64_t complete, bool force) {
   if (!job_.events.on_progress) return;
   absl::Time now = job_.clock->Now();
@@ -137,8 +148,7 @@ absl::StatusOr<bool> BlobUploader::TryMount() {
   if (resp.status == 202) {  // the registry fell back to a plain session: use it
     TakeLocation(resp, req.url);
     if (location_.empty()) return absl::UnavailableError("mount fallback: 202 without Location");
-    if (auto min = HeaderInt(resp, "oci-chunk-min-length")) chunk_ = std::max(chunk_, *min);
-    if (auto max = HeaderInt(resp, "oci-chunk-max-length")) chunk_ = std::min(chunk_, *max);
+    TakeChunkLimits(resp);
     offset_ = 0;
     return false;
   }
@@ -156,9 +166,7 @@ absl::Status BlobUploader::OpenSession() {
   if (resp.status != 202) return StatusFromHttp(resp, "POST blob upload");
   TakeLocation(resp, req.url);
   if (location_.empty()) return absl::UnavailableError("POST blob upload: 202 without Location");
-  chunk_ = std::max<int64_t>(job_.chunk_size, 64 << 10);
-  if (auto min = HeaderInt(resp, "oci-chunk-min-length")) chunk_ = std::max(chunk_, *min);
-  if (auto max = HeaderInt(resp, "oci-chunk-max-length")) chunk_ = std::min(chunk_, *max);
+  TakeChunkLimits(resp);
   offset_ = 0;
   return absl::OkStatus();
 }
@@ -205,8 +213,10 @@ absl::Status BlobUploader::SendChunk() {
     ReportProgress(offset_, true);
     return absl::OkStatus();
   }
-  if (resp->status == 416)
+  if (resp->status == 416) {
+    chunk_refused_ = true;
     return absl::OutOfRangeError("PATCH answered 416: asking where to resume");
+  }
   if (resp->status == 404) return absl::AbortedError("upload session lost (PATCH answered 404)");
   return StatusFromHttp(*resp, "PATCH blob chunk");
 }
@@ -257,10 +267,19 @@ absl::Status BlobUploader::Recover() {
     if (now_held > job_.size) {
       return absl::AbortedError("registry holds more bytes than the blob has");
     }
+    if (chunk_refused_ && now_held == offset_ && chunk_ > min_chunk_) {
+      // The registry is exactly where we were, yet refused the chunk: it is
+      // the chunk's size it minds (GHCR refuses Content-Range chunks over
+      // 4 MiB with 416). Go on with smaller ones.
+      chunk_ = std::max(min_chunk_, chunk_ / 2);
+      LogInfo("upload of ", job_.digest, " to ", job_.repo.String(), ": chunk refused, using ",
+              chunk_, "-byte chunks");
+    }
     // Bytes a PATCH had acknowledged stay counted (ECR's Range can stop
     // advancing), unless the registry has just refused that offset (416).
     offset_ = refused_offset_ ? now_held : std::max(offset_, now_held);
   }
+  chunk_refused_ = false;
   refused_offset_ = false;
   commit_failed_ = false;
   return absl::OkStatus();

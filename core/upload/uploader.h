@@ -26,6 +26,10 @@
 // Cancellation (the flag) stops the transfer promptly; any open session is
 // DELETEd on cancellation and on final failure.
 //
+// A 416 to a PATCH sent at the offset the registry then confirms means the
+// chunk itself was refused (GHCR caps Content-Range chunks at 4 MiB): chunks
+// halve, down to OCI-Chunk-Min-Length or 1 MiB.
+//
 // One BlobUploader per upload, used by one thread. It borrows the client and
 // the blob, which must outlive Run().
 #ifndef REGD_CORE_UPLOAD_UPLOADER_H_
@@ -92,6 +96,8 @@ class BlobUploader {
                                                   const std::vector<std::string>* scopes = nullptr);
   // Records Location/Range/Retry-After from a response.
   void TakeLocation(const HttpResponse& resp, const std::string& request_url);
+  // Chunk size from the job and the session's OCI-Chunk-Min/Max-Length.
+  void TakeChunkLimits(const HttpResponse& resp);
   std::string UploadsUrl() const;
   std::string CommitUrl() const;
   void ReportProgress(int64_t complete, bool force);
@@ -111,6 +117,8 @@ class BlobUploader {
   bool commit_failed_ = false;   // a PUT ?digest= failed: HEAD before resuming
   bool landed_ = false;          // ... and the HEAD found the blob
   bool refused_offset_ = false;  // the last failure was a 416
+  bool chunk_refused_ = false;   // ... to a PATCH
+  int64_t min_chunk_ = 1 << 20;  // the smallest chunk we shrink to
   std::optional<absl::Duration> retry_after_;
   int64_t bytes_sent_ = 0;
   absl::Time last_progress_ = absl::InfinitePast();

@@ -35,6 +35,7 @@ class FakeRegistry : public Transport {
   bool range_stuck = false;                // ECR: Range stops advancing
   bool kill_session_on_put_fault = false;  // a failed commit cancels the session
   int64_t min_chunk = 0;
+  int64_t max_patch = 0;  // GHCR: a Content-Range PATCH over this is refused with 416
   std::map<std::string, Fault> faults;
 
   std::map<std::string, std::string> blobs;  // digest → bytes
@@ -109,7 +110,8 @@ class FakeRegistry : public Transport {
         if (k == "Content-Range") cr = v;
       int64_t start = 0;
       absl::SimpleAtoi(cr.substr(0, cr.find('-')), &start);
-      if (start != static_cast<int64_t>(s.data.size())) {
+      if (start != static_cast<int64_t>(s.data.size()) ||
+          (max_patch > 0 && static_cast<int64_t>(body.size()) > max_patch)) {
         r.status = 416;
         return r;
       }
@@ -405,6 +407,15 @@ TEST_F(UploaderTest, StuckRangeAfterAFailureKeepsAcknowledgedBytes) {
   EXPECT_EQ(reg_.blobs.at(digest_), data_);
   EXPECT_EQ(reg_.body_bytes, static_cast<int64_t>(data_.size()));
   EXPECT_EQ(retries_.size(), 1u);
+}
+
+TEST_F(UploaderTest, ChunksHalveWhenTheRegistryRefusesTheirSize) {
+  reg_.max_patch = 4 * kMiB;  // GHCR
+  auto r = Run(8 * kMiB);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(reg_.blobs.at(digest_), data_);
+  EXPECT_EQ(retries_.size(), 1u);  // one refused 8 MiB chunk, then 4 MiB ones
+  EXPECT_EQ(reg_.body_bytes, static_cast<int64_t>(data_.size()));
 }
 
 TEST_F(UploaderTest, ChunkRaisedToRegistryMinimum) {
