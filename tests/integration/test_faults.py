@@ -386,7 +386,13 @@ class StatusTest(FaultCase):
         self.assertEqual(self.proxy.upload_bytes(), SIZE, why)
         i = next(i for i, e in enumerate(ups) if e.status == 416)
         self.assertEqual((ups[i + 1].method, ups[i + 1].status), ("GET", 204), why)
-        self.assertEqual(ups[i + 2].header("Content-Range"), ups[i].header("Content-Range"), why)
+        # It resumes where the registry says it stands, which is where the refused
+        # chunk began. (The registry confirmed that offset, so it was the chunk's
+        # size it refused, as GHCR does past 4 MiB: the chunks after it are halved.)
+        start = lambda e: int(e.header("Content-Range").split("-")[0])  # noqa: E731
+        self.assertEqual(start(ups[i + 2]), start(ups[i]), why)
+        patches = [e for e in ups[i + 2:] if e.method == "PATCH"]
+        self.assertTrue(all(e.body_fwd <= CHUNK // 2 for e in patches), why)
 
     def test_push_image_through_faults(self):
         big = images.Blob(random_bytes(3 * CHUNK + 100, "push-big"), images.OCI_LAYER_GZIP)
