@@ -682,6 +682,35 @@ class WireTest(WriteCase):
         PROXY.wait_idle(settle=0.5)
         return self.uploads(repo)
 
+    def test_registry_limit_is_shared_by_all_calls(self):
+        # --registry_concurrency=1: two calls, each pushing a different blob,
+        # may not upload to the same registry at the same time.
+        d = Daemon(ENV.workdir, insecure_registries=[PROXY.host], allowed_paths=[ALLOWED],
+                   extra_args=["--chunk_size=%d" % CHUNK, "--registry_concurrency=1"],
+                   rpc_timeout=T).start()
+        self.addCleanup(d.kill)
+        PROXY.add_fault("throttle", method="PATCH", times=None, rate=32 * MiB)
+        repo = "wire/" + uniq("limit")
+        calls = []
+        for name in ("a", "b"):
+            data = random_bytes(3 * CHUNK, "limit-" + name)
+            path = write_file(os.path.join(ALLOWED, "blobs"), uniq("limit-" + name), data)
+            calls.append(call_async(lambda p=path: list(d.stub.WriteLayer(pb.WriteLayerRequest(
+                repo="%s/%s" % (PROXY.host, repo), layer=pb.BlobSource(path=p),
+                retry=retry()), timeout=T))))
+        for c in calls:
+            c.join(T)
+            self.assertIsNone(c.exc)
+            self.assertEqual(pb.LayerResult.Outcome.Name(c.value[-1].result.outcome), "UPLOADED")
+        sessions = {}
+        for e in self.uploads(repo):
+            if e.session:
+                first, last = sessions.get(e.session, (e.started, e.finished))
+                sessions[e.session] = (min(first, e.started), max(last, e.finished))
+        self.assertEqual(len(sessions), 2, self.uploads(repo))
+        (a0, a1), (b0, b1) = sorted(sessions.values())
+        self.assertLessEqual(a1, b0 + 0.05, "the two uploads overlapped: %s" % sessions)
+
     def test_sigterm_mid_upload_cancels_it_deletes_the_session_and_exits_zero(self):
         size = 40 * MiB
         data = random_bytes(size, "sigterm")
