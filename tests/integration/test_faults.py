@@ -602,6 +602,26 @@ class TokenTest(FaultCase):
         self.assertEqual(upload_sessions(TREG, repo), {}, why)
 
 
+# -- connection reuse -----------------------------------------------------------------------------
+
+class ReuseTest(FaultCase):
+    proxy = property(lambda self: PROXY)
+
+    def test_connections_are_reused_across_calls(self):
+        data, path = self.blob(64 * 1024)
+        repo = self.repo()
+        self.assertLayerStream(self.write(repo, path), len(data), "UPLOADED")
+        before = PROXY.connections()
+        ref = "%s/%s@%s" % (PROXY.host, repo, "sha256:" + "0" * 64)
+        for _ in range(50):
+            self.assertFalse(D.stub.Exists(pb.ExistsRequest(image_ref=ref), timeout=T).exists)
+        for _ in range(20):
+            self.assertLayerStream(self.write(repo, path), len(data), "EXISTED")
+        # 70 calls, sequential: the pooled connections carry them all.
+        self.assertLessEqual(PROXY.connections() - before, 2,
+                             "new connections for 70 calls: %d" % (PROXY.connections() - before))
+
+
 # -- redirects to storage --------------------------------------------------------------------------
 
 class _StorageHandler(http.server.BaseHTTPRequestHandler):
