@@ -1,7 +1,6 @@
 #include "core/engine.h"
 
 #include <algorithm>
-#include <random>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -97,21 +96,22 @@ Endpoint Engine::EndpointFor(const std::string& registry) const {
   return ep;
 }
 
+std::optional<absl::Duration> Engine::RetryAfterOf(const absl::StatusOr<HttpResponse>& resp) {
+  if (!resp.ok()) return std::nullopt;
+  std::optional<std::string> value = resp->Header("retry-after");
+  if (!value.has_value()) return std::nullopt;
+  return ParseRetryAfter(*value, clock_->Now());
+}
+
 absl::StatusOr<HttpResponse> Engine::SendRead(const Repository& repo, HttpRequest req) {
-  static thread_local std::mt19937 rng{std::random_device{}()};
   Endpoint ep = EndpointFor(repo.registry);
   for (int attempt = 1;; ++attempt) {
     absl::StatusOr<HttpResponse> resp = client_->Send(ep, Pull(repo), req);
     bool retry =
         resp.ok() ? IsRetryableHttpStatus(resp->status) : absl::IsUnavailable(resp.status());
     if (!retry || attempt >= kReadRetry.max_attempts) return resp;
-    absl::Duration wait = kReadRetry.Delay(attempt, std::uniform_real_distribution<>(0, 1)(rng));
-    if (resp.ok()) {
-      if (auto ra = resp->Header("retry-after")) {
-        if (auto d = ParseRetryAfter(*ra, clock_->Now()))
-          wait = std::max(wait, std::min(*d, absl::Seconds(10)));
-      }
-    }
+    // A read waits out a Retry-After of at most 10 s; it fails rather than park.
+    absl::Duration wait = NextRetryWait(kReadRetry, attempt, RetryAfterOf(resp), absl::Seconds(10));
     if (!SleepUnlessCancelled(wait, req.cancelled.get())) return absl::CancelledError("cancelled");
   }
 }

@@ -185,6 +185,8 @@ class Engine {
 
   Endpoint EndpointFor(const std::string& registry) const;
   const RegistryConfig* ConfigFor(const std::string& registry) const;
+  // The Retry-After of an answer, if it has a parseable one.
+  std::optional<absl::Duration> RetryAfterOf(const absl::StatusOr<HttpResponse>& resp);
   // Sends with a short retry for idempotent reads (transport errors, 5xx, 429).
   [[nodiscard]] absl::StatusOr<HttpResponse> SendRead(const Repository& repo, HttpRequest req);
   [[nodiscard]] absl::StatusOr<HttpResponse> HeadManifest(const Reference& ref,

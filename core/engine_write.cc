@@ -2,7 +2,6 @@
 #include <sys/stat.h>
 
 #include <atomic>
-#include <random>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -436,7 +435,6 @@ absl::Status Engine::UploadAll(const Repository& repo, const PushPlan& plan, int
 absl::Status Engine::PutManifest(const Repository& repo, const std::string& reference,
                                  const ManifestToPush& m, const RetryPolicy& retry_in,
                                  const PushEvents& events, const CancelFlag& cancelled) {
-  static thread_local std::mt19937 rng{std::random_device{}()};
   RetryPolicy retry = retry_in.Sanitised();
   Endpoint ep = EndpointFor(repo.registry);
   for (int attempt = 1;; ++attempt) {
@@ -458,13 +456,7 @@ absl::Status Engine::PutManifest(const Repository& repo, const std::string& refe
     absl::Status st = resp.ok() ? StatusFromHttp(*resp, "PUT manifest") : resp.status();
     if (cancelled && cancelled->load()) return absl::CancelledError("push cancelled");
     if (!IsRetryableStatus(st) || attempt >= retry.max_attempts) return st;
-    absl::Duration wait = retry.Delay(attempt, std::uniform_real_distribution<>(0, 1)(rng));
-    if (resp.ok()) {
-      if (auto ra = resp->Header("retry-after")) {
-        if (auto d = ParseRetryAfter(*ra, clock_->Now())) wait = std::max(wait, *d);
-      }
-    }
-    wait = std::min(wait, absl::Minutes(10));
+    absl::Duration wait = NextRetryWait(retry, attempt, RetryAfterOf(resp));
     if (events.on_retry) {
       events.on_retry(m.descriptor.digest,
                       RetryNotice{attempt, retry.max_attempts, std::string(st.message()), wait});

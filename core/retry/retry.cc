@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
@@ -54,6 +55,15 @@ std::optional<absl::Duration> ParseRetryAfter(absl::string_view value, absl::Tim
     }
   }
   return std::nullopt;
+}
+
+absl::Duration NextRetryWait(const RetryPolicy& policy, int attempt,
+                             std::optional<absl::Duration> retry_after,
+                             absl::Duration retry_after_cap) {
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  absl::Duration wait = policy.Delay(attempt, std::uniform_real_distribution<>(0, 1)(rng));
+  if (retry_after.has_value()) wait = std::max(wait, std::min(*retry_after, retry_after_cap));
+  return wait;
 }
 
 bool SleepUnlessCancelled(absl::Duration d, const std::atomic<bool>* cancelled) {

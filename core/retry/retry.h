@@ -39,6 +39,13 @@ bool IsRetryableStatus(const absl::Status& st);
 // Negative results are clamped to zero; nullopt when unparseable.
 std::optional<absl::Duration> ParseRetryAfter(absl::string_view value, absl::Time now);
 
+// The wait after failed attempt `attempt`: the policy's backoff with random
+// jitter, raised to the server's Retry-After (a floor), which itself is capped
+// at `retry_after_cap` so that a broken header cannot park a call for days.
+absl::Duration NextRetryWait(const RetryPolicy& policy, int attempt,
+                             std::optional<absl::Duration> retry_after,
+                             absl::Duration retry_after_cap = absl::Minutes(10));
+
 // Sleeps `d` in 50 ms steps; false (at once) when `cancelled` is set first.
 // `cancelled` may be null.
 bool SleepUnlessCancelled(absl::Duration d, const std::atomic<bool>* cancelled);

@@ -1,7 +1,6 @@
 #include "core/upload/uploader.h"
 
 #include <algorithm>
-#include <random>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -309,7 +308,6 @@ absl::StatusOr<LayerOutcomeKind> BlobUploader::Fail(absl::Status st) {
 }
 
 absl::StatusOr<LayerOutcomeKind> BlobUploader::Run() {
-  static thread_local std::mt19937 rng{std::random_device{}()};
   const RetryPolicy policy = job_.retry.Sanitised();
   int attempt = 1;
   bool checked_exists = false;
@@ -368,8 +366,7 @@ absl::StatusOr<LayerOutcomeKind> BlobUploader::Run() {
       return Fail(absl::Status(
           st.code(), absl::StrCat(st.message(), " (gave up after ", attempt, " attempts)")));
     }
-    absl::Duration wait = policy.Delay(attempt, std::uniform_real_distribution<>(0, 1)(rng));
-    if (retry_after_.has_value()) wait = std::max(wait, *retry_after_);
+    absl::Duration wait = NextRetryWait(policy, attempt, retry_after_);
     // Session-level hiccups (416, lost session) resume at once.
     if (absl::IsOutOfRange(st)) wait = absl::ZeroDuration();
     if (job_.events.on_retry) {

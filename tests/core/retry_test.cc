@@ -21,6 +21,15 @@ TEST(RetryPolicy, DefaultsAndBackoff) {
   EXPECT_LE(p.Delay(1, 0.999), absl::Seconds(2.2));
 }
 
+TEST(RetryPolicy, RetryAfterIsAFloorWithACap) {
+  RetryPolicy p = RetryPolicy{5, absl::Seconds(2), 2, 0.1, absl::Seconds(60)}.Sanitised();
+  EXPECT_LE(NextRetryWait(p, 1, std::nullopt), absl::Seconds(2.2));
+  EXPECT_EQ(NextRetryWait(p, 1, absl::Seconds(30)), absl::Seconds(30));
+  EXPECT_LE(NextRetryWait(p, 1, absl::Milliseconds(1)), absl::Seconds(2.2));  // a floor only
+  EXPECT_EQ(NextRetryWait(p, 1, absl::Hours(48)), absl::Minutes(10));
+  EXPECT_EQ(NextRetryWait(p, 1, absl::Seconds(30), absl::Seconds(10)), absl::Seconds(10));
+}
+
 TEST(RetryClassification, HttpStatuses) {
   for (long s : {408, 429, 500, 502, 503, 504}) EXPECT_TRUE(IsRetryableHttpStatus(s)) << s;
   for (long s : {200, 400, 401, 403, 404, 416, 501}) EXPECT_FALSE(IsRetryableHttpStatus(s)) << s;
