@@ -3,8 +3,9 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "core/json.h"
+#include "core/status_macros.h"
 #include "rapidjson/document.h"
-#include "rapidjson/error/en.h"
 
 namespace regd {
 namespace {
@@ -63,12 +64,7 @@ absl::Status Bad(absl::string_view where, absl::string_view why) {
 
 absl::StatusOr<RegistryConfigMap> ParseConfigFile(absl::string_view json) {
   rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config: invalid JSON at offset ", doc.GetErrorOffset(), ": ",
-                     rapidjson::GetParseError_En(doc.GetParseError())));
-  }
+  RETURN_IF_ERROR(ParseUntrustedJson(json, "config", &doc));
   if (!doc.IsObject()) return Bad("top level", "must be an object");
   RegistryConfigMap out;
   for (auto& m : doc.GetObject()) {

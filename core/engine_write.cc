@@ -9,6 +9,7 @@
 #include "core/digest.h"
 #include "core/engine.h"
 #include "core/files.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/status_macros.h"
 #include "core/upload/uploader.h"
@@ -58,8 +59,7 @@ constexpr char kRefNameAnnotation[] = "org.opencontainers.image.ref.name";
 std::string ManifestMediaType(const std::string& declared, absl::string_view raw) {
   if (!declared.empty()) return declared;
   rapidjson::Document doc;
-  doc.Parse(raw.data(), raw.size());
-  if (!doc.HasParseError() && doc.IsObject()) {
+  if (ParseUntrustedJson(raw, "manifest", &doc).ok() && doc.IsObject()) {
     auto it = doc.FindMember("mediaType");
     if (it != doc.MemberEnd() && it->value.IsString()) return it->value.GetString();
   }

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "core/json.h"
 #include "core/status_macros.h"
 #include "rapidjson/document.h"
 
@@ -72,6 +73,35 @@ absl::Status TokenError(const Endpoint& ep, const HttpResponse& resp) {
 }
 
 }  // namespace
+
+absl::StatusOr<BearerToken> ParseTokenResponse(absl::string_view body) {
+  rapidjson::Document doc;
+  JsonLimits limits;
+  limits.max_bytes = 1 << 20;
+  limits.max_depth = 16;
+  if (!ParseUntrustedJson(body, "token response", &doc, limits).ok() || !doc.IsObject()) {
+    return absl::InvalidArgumentError("sent invalid JSON");
+  }
+  BearerToken tok;
+  for (const char* key : {"token", "access_token"}) {
+    tok.value = JsonStringMember(doc, key);
+    if (!tok.value.empty()) break;
+  }
+  if (tok.value.empty()) return absl::InvalidArgumentError("sent no token");
+  // A token goes into an HTTP header: refuse bytes that would break it.
+  for (char c : tok.value) {
+    if (static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) > 0x7e) {
+      return absl::InvalidArgumentError("sent a token with characters a header cannot carry");
+    }
+  }
+  auto exp = doc.FindMember("expires_in");
+  if (exp != doc.MemberEnd() && exp->value.IsNumber()) {
+    double secs = exp->value.GetDouble();
+    // Bounded: a day at most; nonsense (negative, NaN) keeps the default.
+    if (secs > 0 && secs < 86400.0 * 365) tok.lifetime = absl::Seconds(std::min(secs, 86400.0));
+  }
+  return tok;
+}
 
 std::string PullScope(const std::string& repo_path) {
   return absl::StrCat("repository:", repo_path, ":pull");
@@ -249,27 +279,10 @@ absl::StatusOr<BearerToken> Authenticator::FetchToken(const Endpoint& ep, const 
   }
   ASSIGN_OR_RETURN(HttpResponse resp, transport_->Send(req));
   if (resp.status != 200) return TokenError(ep, resp);
-  rapidjson::Document doc;
-  doc.Parse(resp.body.data(), resp.body.size());
-  if (doc.HasParseError() || !doc.IsObject()) {
+  absl::StatusOr<BearerToken> tok = ParseTokenResponse(resp.body);
+  if (!tok.ok()) {
     return absl::UnavailableError(
-        absl::StrCat("token service for ", ep.registry, " sent invalid JSON"));
-  }
-  BearerToken tok;
-  for (const char* key : {"token", "access_token"}) {
-    auto it = doc.FindMember(key);
-    if (it != doc.MemberEnd() && it->value.IsString() && it->value.GetStringLength() > 0) {
-      tok.value = it->value.GetString();
-      break;
-    }
-  }
-  if (tok.value.empty()) {
-    return absl::UnavailableError(
-        absl::StrCat("token service for ", ep.registry, " sent no token"));
-  }
-  auto exp = doc.FindMember("expires_in");
-  if (exp != doc.MemberEnd() && exp->value.IsNumber() && exp->value.GetDouble() > 0) {
-    tok.lifetime = absl::Seconds(exp->value.GetDouble());
+        absl::StrCat("token service for ", ep.registry, ": ", tok.status().message()));
   }
   return tok;
 }

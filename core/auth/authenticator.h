@@ -30,6 +30,10 @@ namespace regd {
 std::string PullScope(const std::string& repo_path);
 std::string PushScope(const std::string& repo_path);
 
+// A token service's JSON answer: `token` or `access_token`, and `expires_in`
+// (clamped to a day). INVALID_ARGUMENT for anything else.
+[[nodiscard]] absl::StatusOr<BearerToken> ParseTokenResponse(absl::string_view body);
+
 class Authenticator {
  public:
   Authenticator(Transport* transport, CredentialStore* credentials, Clock* clock);

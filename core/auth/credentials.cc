@@ -18,6 +18,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/files.h"
+#include "core/json.h"
 #include "core/status_macros.h"
 #include "rapidjson/document.h"
 
@@ -59,8 +60,12 @@ std::string HelperServer(const std::string& registry) {
 
 [[nodiscard]] absl::StatusOr<Credentials> FromHelperOutput(absl::string_view out) {
   rapidjson::Document doc;
-  doc.Parse(out.data(), out.size());
-  if (doc.HasParseError() || !doc.IsObject()) {
+  JsonLimits limits;
+  limits.max_bytes = 1 << 20;
+  limits.max_depth = 8;
+  if (!ParseUntrustedJson(out, "credential helper output", &doc, limits).ok() ||
+      !doc.IsObject()) {
+    // Never echo what the helper printed: it may hold a secret.
     return absl::FailedPreconditionError("credential helper printed invalid JSON");
   }
   Credentials c;
@@ -101,8 +106,7 @@ absl::StatusOr<Credentials> CredentialsFromDockerConfig(absl::string_view json,
                                                         const std::string& registry,
                                                         const HelperRunner& helper_runner) {
   rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError() || !doc.IsObject()) {
+  if (!ParseUntrustedJson(json, "docker config", &doc).ok() || !doc.IsObject()) {
     return absl::FailedPreconditionError("docker config is not a JSON object");
   }
   auto helpers = doc.FindMember("credHelpers");
@@ -135,8 +139,7 @@ absl::StatusOr<Credentials> CredentialsFromDockerConfig(absl::string_view json,
 
 absl::StatusOr<Credentials> ParseCredentialsFile(absl::string_view json) {
   rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError() || !doc.IsObject()) {
+  if (!ParseUntrustedJson(json, "credentials file", &doc).ok() || !doc.IsObject()) {
     return absl::InvalidArgumentError("credentials file is not a JSON object");
   }
   ASSIGN_OR_RETURN(Credentials c, FromAuthEntry(doc));

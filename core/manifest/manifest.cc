@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "core/json.h"
 #include "core/reference/reference.h"
 #include "core/status_macros.h"
 #include "rapidjson/document.h"
@@ -41,13 +42,12 @@ std::map<std::string, std::string> StringMap(const Value& obj, const char* key) 
 
 [[nodiscard]] absl::StatusOr<rapidjson::Document> ParseJson(absl::string_view body,
                                                             absl::string_view what) {
-  if (body.size() > kMaxManifestBytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(what, " larger than ", kMaxManifestBytes, " bytes"));
-  }
   rapidjson::Document doc;
-  doc.Parse(body.data(), body.size());
-  if (doc.HasParseError()) return Malformed(what, "invalid JSON");
+  JsonLimits limits;
+  limits.max_bytes = kMaxManifestBytes;
+  absl::Status st = ParseUntrustedJson(body, what, &doc, limits);
+  if (absl::IsResourceExhausted(st)) return st;
+  if (!st.ok()) return Malformed(what, st.message());
   if (!doc.IsObject()) return Malformed(what, "not a JSON object");
   return doc;
 }

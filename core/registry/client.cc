@@ -1,7 +1,12 @@
 #include "core/registry/client.h"
 
+#include <limits>
+
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "core/json.h"
 #include "core/status_macros.h"
 #include "rapidjson/document.h"
 
@@ -12,8 +17,7 @@ namespace {
 std::string RegistryErrorText(const HttpResponse& resp) {
   if (resp.body.empty() || resp.body.size() > (64 << 10)) return "";
   rapidjson::Document doc;
-  doc.Parse(resp.body.data(), resp.body.size());
-  if (doc.HasParseError() || !doc.IsObject()) return "";
+  if (!ParseUntrustedJson(resp.body, "error body", &doc).ok() || !doc.IsObject()) return "";
   auto errs = doc.FindMember("errors");
   if (errs == doc.MemberEnd() || !errs->value.IsArray() || errs->value.Empty()) return "";
   const auto& e = errs->value[0];
@@ -29,6 +33,21 @@ std::string RegistryErrorText(const HttpResponse& resp) {
 }
 
 }  // namespace
+
+std::optional<int64_t> BytesHeldFromRange(absl::string_view r) {
+  r = absl::StripAsciiWhitespace(r);
+  absl::ConsumePrefix(&r, "bytes=");
+  size_t dash = r.find('-');
+  if (dash == absl::string_view::npos) return std::nullopt;
+  int64_t start = 0;
+  int64_t end = 0;
+  if (!absl::SimpleAtoi(r.substr(0, dash), &start) || start != 0) return std::nullopt;
+  if (!absl::SimpleAtoi(r.substr(dash + 1), &end) || end < 0 ||
+      end == std::numeric_limits<int64_t>::max()) {
+    return std::nullopt;
+  }
+  return end + 1;
+}
 
 absl::Status StatusFromHttp(const HttpResponse& resp, absl::string_view what,
                             NotFoundMeaning not_found) {

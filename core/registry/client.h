@@ -10,6 +10,8 @@
 #ifndef REGD_CORE_REGISTRY_CLIENT_H_
 #define REGD_CORE_REGISTRY_CLIENT_H_
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +34,11 @@ enum class NotFoundMeaning {
 // appended. Never includes request headers.
 [[nodiscard]] absl::Status StatusFromHttp(const HttpResponse& resp, absl::string_view what,
                                           NotFoundMeaning not_found = NotFoundMeaning::kGeneric);
+
+// An upload session's `Range` header ("0-1234" or "bytes=0-1234") as the
+// number of bytes the registry holds (1235); nullopt when garbled or when it
+// does not start at 0.
+std::optional<int64_t> BytesHeldFromRange(absl::string_view range);
 
 class RegistryClient {
  public:

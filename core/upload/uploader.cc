@@ -16,16 +16,9 @@ namespace {
 constexpr char kOctetStream[] = "application/octet-stream";
 constexpr absl::Duration kCommitStallTimeout = absl::Minutes(10);
 
-// "0-1234" or "bytes=0-1234" → 1235 bytes held; nullopt when absent/garbled.
 std::optional<int64_t> HeldFromRange(const std::optional<std::string>& range) {
   if (!range.has_value()) return std::nullopt;
-  absl::string_view r = *range;
-  absl::ConsumePrefix(&r, "bytes=");
-  size_t dash = r.find('-');
-  if (dash == absl::string_view::npos) return std::nullopt;
-  int64_t end = 0;
-  if (!absl::SimpleAtoi(r.substr(dash + 1), &end) || end < 0) return std::nullopt;
-  return end + 1;
+  return BytesHeldFromRange(*range);
 }
 
 std::optional<int64_t> HeaderInt(const HttpResponse& resp, absl::string_view name) {
