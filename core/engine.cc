@@ -46,7 +46,8 @@ int64_t ContentLength(const HttpResponse& resp) {
 
 }  // namespace
 
-Engine::Engine(EngineOptions options) : options_(std::move(options)) {}
+Engine::Engine(EngineOptions options)
+    : options_(std::move(options)), inline_budget_(options_.inline_budget_bytes) {}
 
 Engine::~Engine() = default;
 
@@ -58,7 +59,24 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineOptions options) {
     }
     options.registries[host].plain_http = true;
   }
+  EgressOptions eo;
+  eo.allowed_registries = options.allowed_registries;
+  for (const std::string& p : options.allowed_registries) {
+    absl::Status st = EgressPolicy::ValidatePattern(p);
+    if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("--allowed_registries: ", st.message()));
+  }
+  for (const auto& [name, rc] : options.registries) {
+    if (rc.plain_http) eo.insecure_registries.push_back(name);
+  }
+  // Named exactly (no wildcard) anywhere: such a host may be link-local.
+  for (const std::string& p : options.allowed_registries) {
+    if (!absl::StartsWith(p, "*.")) eo.explicit_hosts.push_back(p);
+  }
+  for (const auto& [name, rc] : options.registries) eo.explicit_hosts.push_back(name);
+  auto egress = std::make_shared<const EgressPolicy>(std::move(eo));
+  options.transport.egress = egress;
   std::unique_ptr<Engine> e(new Engine(std::move(options)));
+  e->egress_ = egress;
   e->clock_ = e->options_.clock != nullptr ? e->options_.clock : SystemClock();
   e->transport_ = e->options_.transport_override
                       ? e->options_.transport_override
@@ -70,7 +88,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineOptions options) {
   }
   e->credentials_ = std::make_unique<CredentialStore>(std::move(co), e->clock_);
   e->auth_ = std::make_unique<Authenticator>(e->transport_.get(), e->credentials_.get(), e->clock_);
-  e->client_ = std::make_unique<RegistryClient>(e->transport_.get(), e->auth_.get());
+  e->client_ =
+      std::make_unique<RegistryClient>(e->transport_.get(), e->auth_.get(), e->egress_.get());
   e->uploads_ = std::make_unique<SharedUploads>();
   Engine* raw = e.get();
   e->slots_ = std::make_unique<RegistrySlots>([raw](const std::string& registry) {

@@ -24,8 +24,10 @@
 #include "absl/strings/string_view.h"
 #include "core/auth/authenticator.h"
 #include "core/auth/credentials.h"
+#include "core/byte_budget.h"
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/http/egress.h"
 #include "core/http/http.h"
 #include "core/manifest/manifest.h"
 #include "core/reference/reference.h"
@@ -44,6 +46,9 @@ struct EngineOptions {
   RegistryConfigMap registries;
   // Registries that may be spoken to over plain HTTP (--insecure_registries).
   std::vector<std::string> insecure_registries;
+  // host[:port] patterns of the registries regd may use (--allowed_registries);
+  // empty: any. See EgressPolicy.
+  std::vector<std::string> allowed_registries;
   // Directories file sources may be read from (--allowed_paths). Empty: none.
   std::vector<std::string> allowed_paths;
   TransportOptions transport;
@@ -55,6 +60,11 @@ struct EngineOptions {
   int default_registry_concurrency = 8;
   // Largest inline BlobSource.data.
   int64_t max_inline_bytes = 4 << 20;
+  // Inline data held by all calls at once; past it RESOURCE_EXHAUSTED.
+  int64_t inline_budget_bytes = 64 << 20;
+  // Entries of a PushIndex, and layers of a PushImage.
+  int max_index_entries = 1024;
+  int max_image_layers = 4096;
   // Injected for tests; null: real ones.
   std::shared_ptr<Transport> transport_override;
   Clock* clock = nullptr;
@@ -139,11 +149,15 @@ class Engine {
 
   // A blob ready to upload: its bytes and its descriptor.
   struct PreparedBlob {
-    std::unique_ptr<OpenedBlob>
-        blob;          // null until opened (layout blobs open when their turn comes)
-    std::string path;  // resolved file to open, for layout blobs
+    // Open bytes, or null for a file that opens when its upload starts
+    // (`reopen`), so a push holds one descriptor per upload in flight.
+    std::unique_ptr<OpenedBlob> blob;
+    std::function<absl::StatusOr<std::unique_ptr<OpenedBlob>>()> reopen;
+    std::string identity;  // the file's when planned; a reopen must match it
     Descriptor descriptor;
     std::string mount_from;  // as the caller named it, or "" (resolved per target)
+    ByteBudget::Reservation inline_bytes;  // for inline data
+    bool digest_computed = false;          // by us, from the bytes (not the caller's word)
   };
   // A manifest to PUT: raw bytes as they will be served.
   struct ManifestToPush {
@@ -159,7 +173,11 @@ class Engine {
   explicit Engine(EngineOptions options);
 
   [[nodiscard]] absl::StatusOr<PreparedBlob> PrepareBlob(const BlobSpec& spec,
-                                                         absl::string_view default_media_type);
+                                                         absl::string_view default_media_type,
+                                                         const CancelFlag& cancelled);
+  // INVALID_ARGUMENT unless the blob's bytes hash to its descriptor's digest.
+  [[nodiscard]] absl::Status VerifySourceDigest(const PreparedBlob& blob,
+                                                const CancelFlag& cancelled);
   [[nodiscard]] absl::StatusOr<LayerOutcome> UploadBlob(const Repository& repo,
                                                         const PreparedBlob& blob,
                                                         const RetryPolicy& retry,
@@ -175,7 +193,8 @@ class Engine {
       const Repository& repo, const PreparedBlob& blob, const std::string& mount_from,
       const RetryPolicy& retry, const UploadEvents& events, const CancelFlag& cancelled);
   [[nodiscard]] absl::StatusOr<PushPlan> PlanFromLayout(const PushImageSpec& spec);
-  [[nodiscard]] absl::StatusOr<PushPlan> PlanFromImage(const PushImageSpec& spec);
+  [[nodiscard]] absl::StatusOr<PushPlan> PlanFromImage(const PushImageSpec& spec,
+                                                       const CancelFlag& cancelled);
   [[nodiscard]] absl::Status UploadAll(const Repository& repo, const PushPlan& plan,
                                        int concurrency, const RetryPolicy& retry,
                                        const PushEvents& events, const CancelFlag& cancelled);
@@ -206,6 +225,7 @@ class Engine {
 
   EngineOptions options_;
   Clock* clock_;
+  std::shared_ptr<const EgressPolicy> egress_;
   std::shared_ptr<Transport> transport_;
   std::unique_ptr<CredentialStore> credentials_;
   std::unique_ptr<Authenticator> auth_;
@@ -213,6 +233,7 @@ class Engine {
   std::unique_ptr<SharedUploads> uploads_;
   std::unique_ptr<RegistrySlots> slots_;
   DigestCache digests_;
+  ByteBudget inline_budget_;
 };
 
 }  // namespace regd

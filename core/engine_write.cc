@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <system_error>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -12,6 +13,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/status_macros.h"
+#include "core/text.h"
 #include "core/upload/uploader.h"
 #include "rapidjson/document.h"
 
@@ -25,25 +27,40 @@ constexpr char kRefNameAnnotation[] = "org.opencontainers.image.ref.name";
   return ParseRepository(repo);
 }
 
-// The path of a blob inside an OCI layout.
-[[nodiscard]] absl::StatusOr<std::string> LayoutBlobPath(const std::string& root,
-                                                         const std::string& digest) {
+// The path of a blob inside an OCI layout, relative to the layout.
+[[nodiscard]] absl::StatusOr<std::string> LayoutBlobPath(const std::string& digest) {
   RETURN_IF_ERROR(ValidateDigest(digest));
   size_t colon = digest.find(':');
-  return absl::StrCat(root, "/blobs/", digest.substr(0, colon), "/", digest.substr(colon + 1));
+  return absl::StrCat("blobs/", digest.substr(0, colon), "/", digest.substr(colon + 1));
 }
 
-// Reads a small blob from a layout and checks its digest.
-[[nodiscard]] absl::StatusOr<std::string> ReadLayoutBlob(const std::string& root,
-                                                         const Descriptor& d,
-                                                         const std::vector<std::string>& allowed) {
-  ASSIGN_OR_RETURN(std::string path, LayoutBlobPath(root, d.digest));
-  absl::StatusOr<std::string> real = ResolveAllowedPath(path, allowed);
-  if (absl::IsNotFound(real.status())) {
-    return absl::NotFoundError(absl::StrCat("OCI layout is missing blob ", d.digest));
+// An open OCI layout directory: every file is opened beneath it.
+struct LayoutDir {
+  UniqueFd fd;
+  std::string shown;  // the caller's path, for messages
+
+  [[nodiscard]] absl::StatusOr<UniqueFd> Open(const std::string& rel) const {
+    return OpenBeneath(fd.get(), rel, FileKind::kRegular, absl::StrCat(shown, "/", rel));
   }
-  if (!real.ok()) return real.status();
-  ASSIGN_OR_RETURN(std::string raw, ReadSmallFile(*real, kMaxManifestBytes));
+  [[nodiscard]] absl::StatusOr<UniqueFd> OpenBlob(const Descriptor& d) const {
+    ASSIGN_OR_RETURN(std::string rel, LayoutBlobPath(d.digest));
+    absl::StatusOr<UniqueFd> fd = Open(rel);
+    if (absl::IsNotFound(fd.status())) {
+      return absl::NotFoundError(absl::StrCat("OCI layout is missing blob ", d.digest));
+    }
+    return fd;
+  }
+};
+
+// Reads a small blob from a layout and checks its digest.
+[[nodiscard]] absl::StatusOr<std::string> ReadLayoutBlob(const LayoutDir& dir,
+                                                         const Descriptor& d) {
+  if (d.size < 0 || d.size > static_cast<int64_t>(kMaxManifestBytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("OCI layout manifest ", d.digest, " claims ", d.size, " bytes"));
+  }
+  ASSIGN_OR_RETURN(UniqueFd fd, dir.OpenBlob(d));
+  ASSIGN_OR_RETURN(std::string raw, ReadSmallFd(fd.get(), kMaxManifestBytes, d.digest));
   std::string got;
   {
     ASSIGN_OR_RETURN(Digester h, Digester::ForDigest(d.digest));
@@ -71,17 +88,26 @@ std::string ManifestMediaType(const std::string& declared, absl::string_view raw
 // ---------------------------------------------------------------- blobs ----
 
 absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(const BlobSpec& spec,
-                                                         absl::string_view default_media_type) {
+                                                         absl::string_view default_media_type,
+                                                         const CancelFlag& cancelled) {
   PreparedBlob p;
   if (spec.path.has_value()) {
-    ASSIGN_OR_RETURN(std::string real, ResolveAllowedPath(*spec.path, options_.allowed_paths));
-    ASSIGN_OR_RETURN(p.blob, OpenedBlob::OpenFile(real));
+    ASSIGN_OR_RETURN(UniqueFd fd, OpenBeneathRoots(*spec.path, options_.allowed_paths));
+    ASSIGN_OR_RETURN(p.blob, OpenedBlob::FromFd(std::move(fd), *spec.path));
+    p.identity = p.blob->identity();
+    p.reopen = [path = *spec.path, roots = options_.allowed_paths]()
+        -> absl::StatusOr<std::unique_ptr<OpenedBlob>> {
+      ASSIGN_OR_RETURN(UniqueFd fd, OpenBeneathRoots(path, roots));
+      return OpenedBlob::FromFd(std::move(fd), path);
+    };
   } else if (spec.data.has_value()) {
     if (static_cast<int64_t>(spec.data->size()) > options_.max_inline_bytes) {
       return absl::ResourceExhaustedError(
           absl::StrCat("inline data is ", spec.data->size(), " bytes; the cap is ",
                        options_.max_inline_bytes, " (use a file path for larger blobs)"));
     }
+    ASSIGN_OR_RETURN(p.inline_bytes,
+                     inline_budget_.Reserve(static_cast<int64_t>(spec.data->size())));
     p.blob = OpenedBlob::FromData(*spec.data);
   } else {
     return absl::InvalidArgumentError("blob source needs a path or data");
@@ -92,13 +118,15 @@ absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(const BlobSpec& spec,
   }
   if (spec.digest.empty()) {
     const OpenedBlob* blob = p.blob.get();
-    auto compute = [blob] { return blob->ComputeDigest("sha256"); };
+    const std::atomic<bool>* stop = cancelled.get();
+    auto compute = [blob, stop] { return blob->ComputeDigest("sha256", stop); };
     if (blob->identity().empty()) {
       ASSIGN_OR_RETURN(p.descriptor.digest, compute());
     } else {
       ASSIGN_OR_RETURN(p.descriptor.digest,
-                       digests_.Get(blob->identity(), compute, !blob->recently_modified()));
+                       digests_.Get(blob->identity(), compute, !blob->recently_modified(), stop));
     }
+    p.digest_computed = true;
   } else {
     RETURN_IF_ERROR(ValidateDigest(spec.digest));
     p.descriptor.digest = spec.digest;
@@ -161,11 +189,19 @@ absl::StatusOr<LayerOutcome> Engine::UploadBlob(const Repository& repo, const Pr
                                                 const RetryPolicy& retry,
                                                 const UploadEvents& events,
                                                 const CancelFlag& cancelled) {
-  const std::string key = absl::StrCat(repo.registry, "|", blob.descriptor.digest);
+  // The size is part of the key: a caller whose source has another size
+  // than the flight's never shares (or skips) it.
+  const std::string key =
+      absl::StrCat(repo.registry, "|", blob.descriptor.digest, "|", blob.descriptor.size);
   const int64_t size = blob.descriptor.size;
   LayerOutcome out;
   out.descriptor = blob.descriptor;
-  auto finish = [&](LayerOutcomeKind kind) {
+  auto finish = [&](LayerOutcomeKind kind) -> absl::StatusOr<LayerOutcome> {
+    if (kind != LayerOutcomeKind::kUploaded) {
+      // No byte of ours reached the registry, so it checked nothing: check
+      // that the caller's source really is the blob it named.
+      RETURN_IF_ERROR(VerifySourceDigest(blob, cancelled));
+    }
     if (events.on_progress) events.on_progress(size, size);  // always, before the result
     out.outcome = kind;
     return out;
@@ -209,6 +245,25 @@ absl::StatusOr<LayerOutcome> Engine::UploadBlob(const Repository& repo, const Pr
   }
 }
 
+absl::Status Engine::VerifySourceDigest(const PreparedBlob& blob, const CancelFlag& cancelled) {
+  if (blob.digest_computed || blob.blob == nullptr) return absl::OkStatus();
+  const OpenedBlob* b = blob.blob.get();
+  const std::string& want = blob.descriptor.digest;
+  const std::string algorithm = want.substr(0, want.find(':'));
+  const std::atomic<bool>* stop = cancelled.get();
+  auto compute = [b, stop, &algorithm] { return b->ComputeDigest(algorithm, stop); };
+  absl::StatusOr<std::string> got =
+      b->identity().empty() || algorithm != "sha256"
+          ? compute()
+          : digests_.Get(b->identity(), compute, !b->recently_modified(), stop);
+  if (!got.ok()) return got.status();
+  if (*got != want) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the source's bytes hash to ", *got, ", not to the given digest ", want));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<LayerOutcome> Engine::OpenAndUpload(const Repository& repo,
                                                    const PreparedBlob& planned,
                                                    const RetryPolicy& retry,
@@ -216,13 +271,15 @@ absl::StatusOr<LayerOutcome> Engine::OpenAndUpload(const Repository& repo,
                                                    const CancelFlag& cancelled) {
   if (planned.blob != nullptr) return UploadBlob(repo, planned, retry, events, cancelled);
   PreparedBlob opened;
-  ASSIGN_OR_RETURN(opened.blob, OpenedBlob::OpenFile(planned.path));
-  if (opened.blob->size() != planned.descriptor.size) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(planned.path, " changed size during the push"));
+  ASSIGN_OR_RETURN(opened.blob, planned.reopen());
+  if (opened.blob->size() != planned.descriptor.size ||
+      (!planned.identity.empty() && opened.blob->identity() != planned.identity)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the file of blob ", planned.descriptor.digest, " changed during the push"));
   }
   opened.descriptor = planned.descriptor;
   opened.mount_from = planned.mount_from;
+  opened.digest_computed = planned.digest_computed;
   return UploadBlob(repo, opened, retry, events, cancelled);
 }
 
@@ -231,28 +288,30 @@ absl::StatusOr<LayerOutcome> Engine::WriteLayer(absl::string_view repo_text, con
                                                 const UploadEvents& events,
                                                 const CancelFlag& cancelled) {
   ASSIGN_OR_RETURN(Repository repo, ParseWriteRepository(repo_text));
-  ASSIGN_OR_RETURN(PreparedBlob blob, PrepareBlob(spec, media::kOciLayerGzip));
+  ASSIGN_OR_RETURN(PreparedBlob blob, PrepareBlob(spec, media::kOciLayerGzip, cancelled));
   return UploadBlob(repo, blob, retry, events, cancelled);
 }
 
 // ------------------------------------------------------------ PushImage ----
 
 absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spec) {
-  ASSIGN_OR_RETURN(std::string root, ResolveAllowedPath(spec.layout_path, options_.allowed_paths));
-  // Every file read from the layout is held to the allowed roots (a symlink
-  // inside the layout must not lead out of them).
-  absl::StatusOr<std::string> marker_path =
-      ResolveAllowedPath(root + "/oci-layout", options_.allowed_paths);
+  // Every file of the layout is opened beneath the layout directory, which is
+  // itself opened beneath an allowed root.
+  auto dir = std::make_shared<LayoutDir>();
+  ASSIGN_OR_RETURN(dir->fd,
+                   OpenBeneathRoots(spec.layout_path, options_.allowed_paths, FileKind::kDirectory));
+  dir->shown = ForMessage(spec.layout_path);
+  absl::StatusOr<UniqueFd> marker_fd = dir->Open("oci-layout");
   absl::StatusOr<std::string> marker =
-      marker_path.ok() ? ReadSmallFile(*marker_path, 64 << 10) : marker_path.status();
+      marker_fd.ok() ? ReadSmallFd(marker_fd->get(), 64 << 10, "oci-layout") : marker_fd.status();
   if (absl::IsPermissionDenied(marker.status())) return marker.status();
   if (!marker.ok() || !absl::StrContains(*marker, "imageLayoutVersion")) {
     return absl::InvalidArgumentError(
-        absl::StrCat(spec.layout_path, " is not an OCI image layout (no valid oci-layout file)"));
+        absl::StrCat(dir->shown, " is not an OCI image layout (no valid oci-layout file)"));
   }
-  ASSIGN_OR_RETURN(std::string index_path,
-                   ResolveAllowedPath(root + "/index.json", options_.allowed_paths));
-  ASSIGN_OR_RETURN(std::string index_json, ReadSmallFile(index_path, kMaxManifestBytes));
+  ASSIGN_OR_RETURN(UniqueFd index_fd, dir->Open("index.json"));
+  ASSIGN_OR_RETURN(std::string index_json,
+                   ReadSmallFd(index_fd.get(), kMaxManifestBytes, "index.json"));
   absl::StatusOr<Index> index = ParseIndex(index_json, media::kOciIndex);
   if (!index.ok()) {
     return absl::InvalidArgumentError(
@@ -265,8 +324,8 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spe
       if (it != d.annotations.end() && it->second == spec.ref_name) chosen = &d;
     }
     if (chosen == nullptr) {
-      return absl::NotFoundError(
-          absl::StrCat("OCI layout has no manifest with ref name \"", spec.ref_name, "\""));
+      return absl::NotFoundError(absl::StrCat("OCI layout has no manifest with ref name \"",
+                                              ForMessage(spec.ref_name), "\""));
     }
   } else if (index->manifests.size() == 1) {
     chosen = &index->manifests[0];
@@ -280,25 +339,26 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spe
   auto add_blob = [&](const Descriptor& d) -> absl::Status {
     if (seen[d.digest]) return absl::OkStatus();
     seen[d.digest] = true;
-    ASSIGN_OR_RETURN(std::string path, LayoutBlobPath(root, d.digest));
-    absl::StatusOr<std::string> real = ResolveAllowedPath(path, options_.allowed_paths);
-    if (absl::IsNotFound(real.status())) {
-      return absl::NotFoundError(absl::StrCat("OCI layout is missing blob ", d.digest));
+    if (plan.blobs.size() >= static_cast<size_t>(options_.max_image_layers)) {
+      return absl::InvalidArgumentError(absl::StrCat("OCI layout image has more than ",
+                                                     options_.max_image_layers, " blobs"));
     }
-    if (!real.ok()) return real.status();
-    // Checked now, opened when its upload starts: a push holds one descriptor
-    // per blob in flight, not one per blob of the image.
-    struct stat st;
-    if (::stat(real->c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("OCI layout blob ", d.digest, " is not a file"));
-    }
-    if (st.st_size != d.size) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "OCI layout blob ", d.digest, " has ", st.st_size, " bytes, descriptor says ", d.size));
+    // Checked now, opened again when its upload starts: a push holds one
+    // descriptor per blob in flight, not one per blob of the image.
+    ASSIGN_OR_RETURN(UniqueFd fd, dir->OpenBlob(d));
+    ASSIGN_OR_RETURN(std::unique_ptr<OpenedBlob> opened,
+                     OpenedBlob::FromFd(std::move(fd), d.digest));
+    if (opened->size() != d.size) {
+      return absl::InvalidArgumentError(absl::StrCat("OCI layout blob ", d.digest, " has ",
+                                                     opened->size(), " bytes, descriptor says ",
+                                                     d.size));
     }
     PreparedBlob b;
-    b.path = *real;
+    b.identity = opened->identity();
+    b.reopen = [dir, d]() -> absl::StatusOr<std::unique_ptr<OpenedBlob>> {
+      ASSIGN_OR_RETURN(UniqueFd fd, dir->OpenBlob(d));
+      return OpenedBlob::FromFd(std::move(fd), d.digest);
+    };
     b.descriptor = d;
     plan.blobs.push_back(std::move(b));
     return absl::OkStatus();
@@ -310,7 +370,7 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spe
     return absl::OkStatus();
   };
 
-  ASSIGN_OR_RETURN(std::string top_raw, ReadLayoutBlob(root, *chosen, options_.allowed_paths));
+  ASSIGN_OR_RETURN(std::string top_raw, ReadLayoutBlob(*dir, *chosen));
   plan.top.raw = top_raw;
   plan.top.descriptor = *chosen;
   plan.top.descriptor.size = static_cast<int64_t>(top_raw.size());
@@ -324,7 +384,11 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spe
   }
   ASSIGN_OR_RETURN(Index idx, ParseIndex(top_raw, plan.top.descriptor.media_type));
   for (const Descriptor& child : idx.manifests) {
-    ASSIGN_OR_RETURN(std::string raw, ReadLayoutBlob(root, child, options_.allowed_paths));
+    if (plan.children.size() >= static_cast<size_t>(options_.max_index_entries)) {
+      return absl::InvalidArgumentError(absl::StrCat("OCI layout index has more than ",
+                                                     options_.max_index_entries, " entries"));
+    }
+    ASSIGN_OR_RETURN(std::string raw, ReadLayoutBlob(*dir, child));
     ManifestToPush m{raw, child};
     m.descriptor.media_type = ManifestMediaType(child.media_type, raw);
     ASSIGN_OR_RETURN(ManifestKind ck, DetectManifestKind(m.descriptor.media_type, raw));
@@ -337,7 +401,12 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spe
   return plan;
 }
 
-absl::StatusOr<Engine::PushPlan> Engine::PlanFromImage(const PushImageSpec& spec) {
+absl::StatusOr<Engine::PushPlan> Engine::PlanFromImage(const PushImageSpec& spec,
+                                                       const CancelFlag& cancelled) {
+  if (spec.layers.size() > static_cast<size_t>(options_.max_image_layers)) {
+    return absl::InvalidArgumentError(absl::StrCat("an image may have at most ",
+                                                   options_.max_image_layers, " layers"));
+  }
   const bool docker = spec.media_type == media::kDockerManifest;
   if (!spec.media_type.empty() && !docker && spec.media_type != media::kOciManifest) {
     return absl::InvalidArgumentError(absl::StrCat("image.media_type must be ", media::kOciManifest,
@@ -351,13 +420,17 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromImage(const PushImageSpec& spec
     return absl::InvalidArgumentError("Docker schema2 manifests have no annotations");
   }
   ASSIGN_OR_RETURN(PreparedBlob config,
-                   PrepareBlob(spec.config, docker ? media::kDockerConfig : media::kOciConfig));
+                   PrepareBlob(spec.config, docker ? media::kDockerConfig : media::kOciConfig,
+                               cancelled));
+  if (config.reopen) config.blob.reset();  // files open again when their upload starts
   m.config = config.descriptor;
   std::map<std::string, bool> seen{{config.descriptor.digest, true}};
   plan.blobs.push_back(std::move(config));
   for (const BlobSpec& l : spec.layers) {
     ASSIGN_OR_RETURN(PreparedBlob b,
-                     PrepareBlob(l, docker ? media::kDockerLayerGzip : media::kOciLayerGzip));
+                     PrepareBlob(l, docker ? media::kDockerLayerGzip : media::kOciLayerGzip,
+                                 cancelled));
+    if (b.reopen) b.blob.reset();
     m.layers.push_back(b.descriptor);
     if (!seen[b.descriptor.digest]) {
       seen[b.descriptor.digest] = true;
@@ -379,7 +452,7 @@ absl::Status Engine::UploadAll(const Repository& repo, const PushPlan& plan, int
   absl::Mutex mu;
   size_t next = 0;
   absl::Status first_error;
-  auto worker = [&]() {
+  auto worker = [&](const CancelFlag& flag) {
     while (true) {
       size_t i;
       {
@@ -398,7 +471,7 @@ absl::Status Engine::UploadAll(const Repository& repo, const PushPlan& plan, int
       if (events.on_retry) {
         ev.on_retry = [&events, &digest](const RetryNotice& n) { events.on_retry(digest, n); };
       }
-      absl::StatusOr<LayerOutcome> out = OpenAndUpload(repo, planned, retry, ev, stop);
+      absl::StatusOr<LayerOutcome> out = OpenAndUpload(repo, planned, retry, ev, flag);
       if (out.ok()) {
         if (events.on_layer) events.on_layer(digest, *out);
         continue;
@@ -412,15 +485,27 @@ absl::Status Engine::UploadAll(const Repository& repo, const PushPlan& plan, int
       return;
     }
   };
-  int n = std::max(1, std::min<int>(concurrency, static_cast<int>(plan.blobs.size())));
+  const int n = std::max(1, std::min<int>(concurrency, static_cast<int>(plan.blobs.size())));
   std::vector<std::thread> threads;
   threads.reserve(n);
-  std::atomic<int> running{n};
+  std::atomic<int> running{0};
   for (int i = 0; i < n; ++i) {
-    threads.emplace_back([&] {
-      worker();
+    // Thread creation can fail (RLIMIT_NPROC, a cgroup pids limit): go on
+    // with the workers that did start; none is an error, never an abort.
+    running.fetch_add(1);
+    try {
+      threads.emplace_back([&] {
+        worker(stop);
+        running.fetch_sub(1);
+      });
+    } catch (const std::system_error&) {
       running.fetch_sub(1);
-    });
+      break;
+    }
+  }
+  if (threads.empty()) {
+    // Not even one thread: upload on this one, one blob at a time.
+    worker(cancelled);
   }
   // Relay the caller's cancellation to the workers.
   while (running.load() > 0) {
@@ -473,7 +558,7 @@ absl::StatusOr<Descriptor> Engine::PushImage(const PushImageSpec& spec, const Re
   if (!spec.layout_path.empty()) {
     ASSIGN_OR_RETURN(plan, PlanFromLayout(spec));
   } else {
-    ASSIGN_OR_RETURN(plan, PlanFromImage(spec));
+    ASSIGN_OR_RETURN(plan, PlanFromImage(spec, cancelled));
   }
   if (!ref.digest.empty() && ref.digest != plan.top.descriptor.digest) {
     return absl::InvalidArgumentError(absl::StrCat("ref names digest ", ref.digest,
@@ -501,6 +586,10 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec,
   ASSIGN_OR_RETURN(Reference ref, ParseReference(spec.ref));
   if (spec.manifests.empty())
     return absl::InvalidArgumentError("an index needs at least one manifest");
+  if (spec.manifests.size() > static_cast<size_t>(options_.max_index_entries)) {
+    return absl::InvalidArgumentError(absl::StrCat("an index may have at most ",
+                                                   options_.max_index_entries, " entries"));
+  }
   const bool docker = spec.media_type == media::kDockerList;
   if (!spec.media_type.empty() && !docker && spec.media_type != media::kOciIndex) {
     return absl::InvalidArgumentError(
@@ -513,23 +602,32 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec,
     std::string id;
     if (ValidateDigest(e.ref).ok()) {
       id = e.ref;
-    } else if (e.ref.find_first_of("/@:") == std::string::npos && !e.ref.empty()) {
-      id = e.ref;  // a tag in the index's repository
+    } else if (e.ref.find_first_of("/@:") == std::string::npos) {
+      // A tag in the index's repository: it must be one, or it would reach
+      // the URL as is ("latest?x=1").
+      absl::Status tag = ValidateTag(e.ref);
+      if (!tag.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("index entry \"", ForMessage(e.ref), "\" is not a tag, digest or reference"));
+      }
+      id = e.ref;
     } else {
       ASSIGN_OR_RETURN(Reference child, ParseReference(e.ref));
       if (child.repo.registry != ref.repo.registry || child.repo.path != ref.repo.path) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "index entry ", e.ref, " is not in the index's repository ", ref.repo.String()));
+        return absl::InvalidArgumentError(absl::StrCat("index entry ", ForMessage(e.ref),
+                                                       " is not in the index's repository ",
+                                                       ref.repo.String()));
       }
       id = child.Identifier();
     }
     absl::StatusOr<Fetched> f = FetchManifest(ref.repo, id, cancelled);
     if (!f.ok()) {
       return absl::Status(f.status().code(),
-                          absl::StrCat(f.status().message(), " (index entry ", e.ref, ")"));
+                          absl::StrCat(f.status().message(), " (index entry ", ForMessage(e.ref), ")"));
     }
     if (f->kind != ManifestKind::kManifest) {
-      return absl::InvalidArgumentError(absl::StrCat("index entry ", e.ref, " is itself an index"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("index entry ", ForMessage(e.ref), " is itself an index"));
     }
     Descriptor d;
     d.media_type = f->media_type;
@@ -544,7 +642,7 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec,
       ASSIGN_OR_RETURN(ImageConfigInfo info, ParseImageConfig(cfg));
       if (info.platform.os.empty() || info.platform.architecture.empty()) {
         return absl::FailedPreconditionError(absl::StrCat(
-            "index entry ", e.ref, ": its config names no os/architecture; give a platform"));
+            "index entry ", ForMessage(e.ref), ": its config names no os/architecture; give a platform"));
       }
       d.platform = info.platform;
     }

@@ -26,6 +26,15 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
 ABSL_FLAG(std::vector<std::string>, insecure_registries, {},
           "Comma list of registries (host:port) spoken to over plain HTTP; every other "
           "registry is HTTPS with certificate verification");
+ABSL_FLAG(std::vector<std::string>, allowed_registries, {},
+          "Comma list of host[:port] patterns (\"*.example.com\" for subdomains) of the "
+          "registries regd may use; any other is PERMISSION_DENIED before anything is sent, and "
+          "redirects must stay within the list. Default: any registry. Link-local and metadata "
+          "addresses are refused unless a registry is named exactly here, in "
+          "--insecure_registries or in --config");
+ABSL_FLAG(int64_t, inline_memory, 64 << 20,
+          "Bytes of inline blob data (BlobSource.data) all calls together may hold; past it "
+          "calls get RESOURCE_EXHAUSTED");
 ABSL_FLAG(std::vector<std::string>, allowed_paths, {},
           "Comma list of directories that file sources (BlobSource.path, OciLayout.path) may "
           "be read from");
@@ -88,6 +97,14 @@ namespace {
   EngineOptions& e = o.engine;
   for (const std::string& r : absl::GetFlag(FLAGS_insecure_registries)) {
     if (!r.empty()) e.insecure_registries.push_back(r);
+  }
+  for (const std::string& r : absl::GetFlag(FLAGS_allowed_registries)) {
+    if (!r.empty()) e.allowed_registries.push_back(r);
+  }
+  e.inline_budget_bytes = absl::GetFlag(FLAGS_inline_memory);
+  if (e.inline_budget_bytes < e.max_inline_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--inline_memory must be at least ", e.max_inline_bytes));
   }
   for (const std::string& p : absl::GetFlag(FLAGS_allowed_paths)) {
     if (!p.empty()) e.allowed_paths.push_back(p);

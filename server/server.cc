@@ -3,8 +3,17 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "core/status_macros.h"
 
@@ -12,6 +21,40 @@ namespace regd {
 namespace {
 
 constexpr char kServiceName[] = "regd.v1.Registry";
+
+// A unix socket path may be taken only when nothing answers on it: a live
+// socket is another daemon's (refuse), a dead one is stale (remove it), and
+// anything that is not a socket is not ours to delete.
+[[nodiscard]] absl::Status ClaimUnixSocketPath(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return absl::OkStatus();  // free
+  if (!S_ISSOCK(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot listen on unix:", path, ": it exists and is not a socket"));
+  }
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    return absl::InvalidArgumentError(absl::StrCat("unix socket path too long: ", path));
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return absl::ResourceExhaustedError("cannot create a socket");
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot listen on unix:", path, ": another process is serving on it"));
+  }
+  if (errno != ECONNREFUSED) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot listen on unix:", path, ": ",
+                                                      std::strerror(errno)));
+  }
+  LogInfo("removing stale socket ", path);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot remove stale socket ", path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -23,7 +66,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(ServerOptions opti
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  const bool unix_socket = absl::StartsWith(options.listen, "unix:");
+  if (unix_socket) RETURN_IF_ERROR(ClaimUnixSocketPath(options.listen.substr(5)));
   grpc::ServerBuilder builder;
+  // gRPC sets SO_REUSEPORT by default, so a second daemon on a busy port
+  // would start and take half the connections. Refuse instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int port = 0;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(s->service_.get());
@@ -31,7 +79,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(ServerOptions opti
   builder.SetMaxReceiveMessageSize(16 << 20);  // inline blob data is capped at 4 MiB
   s->grpc_server_ = builder.BuildAndStart();
   if (s->grpc_server_ == nullptr) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options.listen, unix_socket ? "" : " (is the port in use?)"));
   }
   if (absl::StartsWith(options.listen, "unix:")) {
     s->address_ = options.listen;

@@ -1,6 +1,9 @@
 #include "core/http/curl_transport.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <cstring>
@@ -9,6 +12,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "core/http/egress.h"
+#include "core/text.h"
 
 namespace regd {
 namespace {
@@ -31,6 +36,9 @@ using CurlSharePtr = std::unique_ptr<CURLSH, CurlShareFree>;
 // Per-transfer state the curl callbacks see.
 struct Transfer {
   const HttpRequest* req = nullptr;
+  const EgressPolicy* egress = nullptr;
+  std::string host_port;        // of req->url, for the egress check
+  std::string blocked_address;  // set when the egress policy refused a connect
   CURL* easy = nullptr;
   HttpResponse* resp = nullptr;
   size_t body_offset = 0;  // for the in-memory body
@@ -111,6 +119,28 @@ int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t ulnow)
   return 0;
 }
 
+curl_socket_t OnOpenSocket(void* user, curlsocktype purpose, struct curl_sockaddr* address) {
+  auto* t = static_cast<Transfer*>(user);
+  if (t->egress != nullptr &&
+      !t->egress->AddressAllowed(&address->addr, t->host_port)) {
+    char text[INET6_ADDRSTRLEN] = "?";
+    if (address->family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&address->addr)->sin_addr, text,
+                sizeof text);
+    } else if (address->family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&address->addr)->sin6_addr,
+                text, sizeof text);
+    }
+    t->blocked_address = text;
+    return CURL_SOCKET_BAD;
+  }
+  return ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
+bool IsRedirect(long status) {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
 }  // namespace
 
 struct CurlTransport::Easy {
@@ -176,6 +206,40 @@ void CurlTransport::Release(std::unique_ptr<Easy> easy) {
 }
 
 absl::StatusOr<HttpResponse> CurlTransport::Send(const HttpRequest& req) {
+  if (!req.follow_redirects) return SendOnce(req);
+  // Redirects are followed here, not by curl, so that every hop goes through
+  // the egress policy and loses Authorization when it leaves the origin.
+  HttpRequest hop = req;
+  for (int redirects = 0;; ++redirects) {
+    absl::StatusOr<HttpResponse> resp = SendOnce(hop);
+    if (!resp.ok() || !IsRedirect(resp->status)) return resp;
+    std::optional<std::string> location = resp->Header("location");
+    if (!location.has_value() || location->empty()) return resp;
+    if (redirects >= EgressPolicy::kMaxRedirects) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          hop.method, " ", UrlOrigin(req.url), ": more than ", EgressPolicy::kMaxRedirects,
+          " redirects"));
+    }
+    std::string next = ResolveUrl(hop.url, *location);
+    if (options_.egress != nullptr) {
+      absl::Status allowed = options_.egress->CheckHop(hop.url, next);
+      if (!allowed.ok()) return allowed;
+    } else if (absl::StartsWith(hop.url, "https://") && !absl::StartsWith(next, "https://")) {
+      return absl::PermissionDeniedError("refusing a redirect from HTTPS to another scheme");
+    }
+    if (UrlOrigin(next) != UrlOrigin(hop.url)) {
+      std::vector<std::pair<std::string, std::string>> kept;
+      for (auto& h : hop.headers) {
+        if (!absl::EqualsIgnoreCase(h.first, "authorization")) kept.push_back(std::move(h));
+      }
+      hop.headers = std::move(kept);
+    }
+    if (resp->status == 303) hop.method = hop.method == "HEAD" ? "HEAD" : "GET";
+    hop.url = std::move(next);
+  }
+}
+
+absl::StatusOr<HttpResponse> CurlTransport::SendOnce(const HttpRequest& req) {
   std::unique_ptr<Easy> easy = Acquire();
   if (easy->handle == nullptr) return absl::ResourceExhaustedError("curl_easy_init failed");
   CURL* c = easy->handle.get();
@@ -184,12 +248,19 @@ absl::StatusOr<HttpResponse> CurlTransport::Send(const HttpRequest& req) {
   t.req = &req;
   t.easy = c;
   t.resp = &resp;
+  t.egress = options_.egress.get();
+  t.host_port = UrlHostPort(req.url);
+  char errbuf[CURL_ERROR_SIZE];
+  errbuf[0] = '\0';
 
   curl_easy_setopt(c, CURLOPT_SHARE, share_->handle.get());
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);  // Send follows, hop by hop
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, &OnOpenSocket);
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &t);
   curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
   curl_easy_setopt(c, CURLOPT_MAXCONNECTS, static_cast<long>(options_.max_connects_per_handle));
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
@@ -211,11 +282,6 @@ absl::StatusOr<HttpResponse> CurlTransport::Send(const HttpRequest& req) {
     // Extra trust: the bundle plus the system's certificates.
     curl_easy_setopt(c, CURLOPT_CAINFO, req.ca_bundle.c_str());
     curl_easy_setopt(c, CURLOPT_CAPATH, "/etc/ssl/certs");
-  }
-  if (req.follow_redirects) {
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
-    curl_easy_setopt(c, CURLOPT_UNRESTRICTED_AUTH, 0L);
   }
 
   const bool has_body = req.body_source != nullptr || !req.body.empty();
@@ -261,6 +327,8 @@ absl::StatusOr<HttpResponse> CurlTransport::Send(const HttpRequest& req) {
   if (curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &sent) == CURLE_OK) resp.bytes_sent = sent;
   // Unset our stack pointers before the handle goes back to the pool.
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, nullptr);
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, nullptr);
   Release(std::move(easy));
 
   if (rc == CURLE_OK) return resp;
@@ -276,8 +344,23 @@ absl::StatusOr<HttpResponse> CurlTransport::Send(const HttpRequest& req) {
     if (req.cancelled && req.cancelled->load()) return absl::CancelledError("request cancelled");
     if (t.sink_aborted) return absl::AbortedError("response body consumer stopped");
   }
+  if (!t.blocked_address.empty()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "regd does not connect to link-local or metadata addresses (", t.host_port, " is ",
+        t.blocked_address, "); list the registry explicitly to allow it"));
+  }
+  std::string why;
+  if (rc == CURLE_SEND_FAIL_REWIND) {
+    // curl wanted to resend a body it cannot rewind: the connection died
+    // under the request. Say that, not curl's words for its own next step.
+    why = absl::StrCat("connection lost while sending the request body (", resp.bytes_sent,
+                       " bytes sent)");
+  } else {
+    why = errbuf[0] != '\0' ? std::string(errbuf) : curl_easy_strerror(rc);
+    while (!why.empty() && (why.back() == '\n' || why.back() == '\r')) why.pop_back();
+  }
   return absl::UnavailableError(
-      absl::StrCat(req.method, " ", UrlOrigin(req.url), ": ", curl_easy_strerror(rc)));
+      absl::StrCat(req.method, " ", UrlOrigin(req.url), ": ", ForMessage(why)));
 }
 
 }  // namespace regd

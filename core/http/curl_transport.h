@@ -37,6 +37,7 @@ class CurlTransport : public Transport {
  private:
   struct Easy;
   struct Share;
+  [[nodiscard]] absl::StatusOr<HttpResponse> SendOnce(const HttpRequest& req);
   std::unique_ptr<Easy> Acquire();
   void Release(std::unique_ptr<Easy> easy);
 

@@ -26,6 +26,8 @@
 
 namespace regd {
 
+class EgressPolicy;
+
 // A re-readable stream of request-body bytes of a known length.
 // Owned by the caller of Transport::Send; used by one thread at a time.
 class BodySource {
@@ -60,7 +62,9 @@ struct HttpRequest {
   // Called with the number of body bytes sent so far (from the transfer thread).
   std::function<void(int64_t)> on_upload_progress;
 
-  bool follow_redirects = false;  // never sends Authorization to another host
+  // Follow up to EgressPolicy::kMaxRedirects redirects, each hop checked by
+  // the egress policy; Authorization is never sent to another origin.
+  bool follow_redirects = false;
   // Overrides TransportOptions::stall_timeout for this request (zero: default).
   absl::Duration stall_timeout = absl::ZeroDuration();
   std::string ca_bundle;  // PEM file for TLS verification; empty: system store
@@ -88,6 +92,8 @@ struct TransportOptions {
   int max_pooled_handles = 64;
   // Connections kept alive per pooled handle.
   int max_connects_per_handle = 4;
+  // Where connections and redirects may go; null: anywhere (tests).
+  std::shared_ptr<const EgressPolicy> egress;
 };
 
 class Transport {

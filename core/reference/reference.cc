@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "core/status_macros.h"
+#include "core/text.h"
 
 namespace regd {
 namespace {
@@ -15,7 +16,8 @@ constexpr size_t kMaxNameLength = 255;
 constexpr size_t kMaxTagLength = 128;
 
 absl::Status Invalid(absl::string_view input, absl::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat("invalid image reference \"", input, "\": ", why));
+  return absl::InvalidArgumentError(
+      absl::StrCat("invalid image reference \"", ForMessage(input), "\": ", why));
 }
 
 bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
@@ -87,14 +89,14 @@ absl::Status ValidateDomain(absl::string_view input, absl::string_view domain) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateTag(absl::string_view input, absl::string_view tag) {
+absl::Status ValidateTagIn(absl::string_view input, absl::string_view tag) {
   if (tag.empty()) return Invalid(input, "empty tag");
   if (tag.size() > kMaxTagLength) return Invalid(input, "tag longer than 128 characters");
   auto word = [](char c) { return IsAlnum(c) || c == '_'; };
   if (!word(tag[0])) return Invalid(input, "tag must start with a letter, digit or '_'");
   for (char c : tag) {
     if (!word(c) && c != '.' && c != '-') {
-      return Invalid(input, absl::StrCat("tag \"", tag, "\" has an invalid character"));
+      return Invalid(input, absl::StrCat("tag \"", ForMessage(tag), "\" has an invalid character"));
     }
   }
   return absl::OkStatus();
@@ -146,27 +148,33 @@ absl::StatusOr<Repository> SplitName(absl::string_view input, absl::string_view 
 
 }  // namespace
 
+absl::Status ValidateTag(absl::string_view tag) { return ValidateTagIn(tag, tag); }
+
 absl::Status ValidateDigest(absl::string_view digest) {
+  if (digest.size() > 200) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid digest \"", ForMessage(digest, 80), "\": too long"));
+  }
   size_t colon = digest.find(':');
   if (colon == absl::string_view::npos) {
     return absl::InvalidArgumentError(
-        absl::StrCat("invalid digest \"", digest, "\": expected algorithm:hex"));
+        absl::StrCat("invalid digest \"", ForMessage(digest), "\": expected algorithm:hex"));
   }
   absl::string_view algo = digest.substr(0, colon);
   absl::string_view hex = digest.substr(colon + 1);
   size_t want = algo == "sha256" ? 64 : algo == "sha512" ? 128 : 0;
   if (want == 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("invalid digest \"", digest, "\": unsupported algorithm \"", algo, "\""));
+        absl::StrCat("invalid digest \"", ForMessage(digest), "\": unsupported algorithm \"", ForMessage(algo), "\""));
   }
   if (hex.size() != want) {
-    return absl::InvalidArgumentError(absl::StrCat("invalid digest \"", digest, "\": ", algo,
+    return absl::InvalidArgumentError(absl::StrCat("invalid digest \"", ForMessage(digest), "\": ", algo,
                                                    " needs ", want, " hex characters"));
   }
   for (char c : hex) {
     if (!IsLowerHex(c)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("invalid digest \"", digest, "\": not lower-case hex"));
+          absl::StrCat("invalid digest \"", ForMessage(digest), "\": not lower-case hex"));
     }
   }
   return absl::OkStatus();
@@ -185,7 +193,7 @@ std::string Reference::String() const {
 
 absl::StatusOr<Reference> ParseReference(absl::string_view input) {
   if (input.empty()) return Invalid(input, "empty reference");
-  if (input.size() > 4096) return Invalid(input.substr(0, 64), "reference too long");
+  if (input.size() > 4096) return Invalid(input, "reference too long");
   for (char c : input) {
     if (std::isspace(static_cast<unsigned char>(c)) ||
         std::iscntrl(static_cast<unsigned char>(c))) {
@@ -208,7 +216,7 @@ absl::StatusOr<Reference> ParseReference(absl::string_view input) {
   if (colon != absl::string_view::npos &&
       (last_slash == absl::string_view::npos || colon > last_slash)) {
     absl::string_view tag = rest.substr(colon + 1);
-    RETURN_IF_ERROR(ValidateTag(input, tag));
+    RETURN_IF_ERROR(ValidateTagIn(input, tag));
     ref.tag = std::string(tag);
     rest = rest.substr(0, colon);
   }
@@ -218,6 +226,7 @@ absl::StatusOr<Reference> ParseReference(absl::string_view input) {
 }
 
 absl::StatusOr<Repository> ParseRepository(absl::string_view input) {
+  if (input.size() > 4096) return Invalid(input, "repository name too long");
   if (input.find('@') != absl::string_view::npos) {
     return Invalid(input, "a repository name has no digest");
   }

@@ -21,6 +21,8 @@ inline constexpr absl::string_view kDockerHubApiHost = "registry-1.docker.io";
 // Validates "algorithm:hex". Only sha256 (64 hex) and sha512 (128 hex) are
 // accepted, lower-case hex only.
 [[nodiscard]] absl::Status ValidateDigest(absl::string_view digest);
+// A tag: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}.
+[[nodiscard]] absl::Status ValidateTag(absl::string_view tag);
 
 // A repository on a registry: "docker.io" + "library/alpine".
 struct Repository {

@@ -88,6 +88,11 @@ absl::StatusOr<HttpResponse> RegistryClient::Send(const Endpoint& ep,
   if (absl::StartsWith(req.url, "/")) req.url = absl::StrCat(ep.base_url, req.url);
   req.ca_bundle = ep.ca_bundle;
   const bool same_origin = UrlOrigin(req.url) == UrlOrigin(ep.base_url);
+  if (egress_ != nullptr) {
+    RETURN_IF_ERROR(egress_->CheckRegistry(ep.registry));
+    // A Location on another host obeys the same rules as a redirect.
+    if (!same_origin) RETURN_IF_ERROR(egress_->CheckHop(ep.base_url, req.url));
+  }
   const size_t base_headers = req.headers.size();
   std::vector<std::string> wanted = scopes;
   for (int attempt = 0;; ++attempt) {

@@ -19,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "core/auth/authenticator.h"
 #include "core/config.h"
+#include "core/http/egress.h"
 #include "core/http/http.h"
 
 namespace regd {
@@ -42,11 +43,15 @@ std::optional<int64_t> BytesHeldFromRange(absl::string_view range);
 
 class RegistryClient {
  public:
-  explicit RegistryClient(Transport* transport, Authenticator* auth)
-      : transport_(transport), auth_(auth) {}
+  // `egress` (may be null: no policy) must outlive the client.
+  RegistryClient(Transport* transport, Authenticator* auth,
+                 const EgressPolicy* egress = nullptr)
+      : transport_(transport), auth_(auth), egress_(egress) {}
 
   // `req.url` may be a path ("/v2/...") on `ep`, or absolute (a Location).
-  // Returns any HTTP status; transport errors are UNAVAILABLE.
+  // Returns any HTTP status; transport errors are UNAVAILABLE. The egress
+  // policy is checked first: PERMISSION_DENIED for a registry or a Location
+  // it does not allow, before anything is sent.
   [[nodiscard]] absl::StatusOr<HttpResponse> Send(const Endpoint& ep,
                                                   const std::vector<std::string>& scopes,
                                                   HttpRequest req);
@@ -57,6 +62,7 @@ class RegistryClient {
  private:
   Transport* const transport_;
   Authenticator* const auth_;
+  const EgressPolicy* const egress_;
 };
 
 }  // namespace regd

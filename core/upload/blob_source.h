@@ -9,27 +9,24 @@
 #ifndef REGD_CORE_UPLOAD_BLOB_SOURCE_H_
 #define REGD_CORE_UPLOAD_BLOB_SOURCE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/files.h"
 #include "core/http/http.h"
 
 namespace regd {
 
-// Resolves `path` (following `..` and symlinks) and checks that it lies inside
-// one of `roots` (also resolved). PERMISSION_DENIED otherwise; NOT_FOUND when
-// it does not exist.
-[[nodiscard]] absl::StatusOr<std::string> ResolveAllowedPath(const std::string& path,
-                                                             const std::vector<std::string>& roots);
-
 class OpenedBlob {
  public:
-  // Opens a regular file (already resolved by ResolveAllowedPath).
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<OpenedBlob>> OpenFile(
-      const std::string& path);
+  // Takes a regular file opened by OpenBeneathRoots/OpenBeneath; `shown`
+  // names it in messages.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<OpenedBlob>> FromFd(UniqueFd fd,
+                                                                         std::string shown);
   // Wraps inline bytes (copied once into the blob).
   static std::unique_ptr<OpenedBlob> FromData(std::string data);
   ~OpenedBlob();
@@ -47,12 +44,14 @@ class OpenedBlob {
   // Reads [offset, offset+len) into buf; returns bytes read.
   [[nodiscard]] absl::StatusOr<size_t> ReadAt(int64_t offset, char* buf, size_t len) const;
   // One streaming pass: the digest ("sha256:...") of the whole blob.
+  // Stops (CANCELLED) within a megabyte once `cancelled` is set.
   [[nodiscard]] absl::StatusOr<std::string> ComputeDigest(
-      const std::string& algorithm = "sha256") const;
+      const std::string& algorithm = "sha256",
+      const std::atomic<bool>* cancelled = nullptr) const;
 
  private:
   OpenedBlob() = default;
-  int fd_ = -1;
+  UniqueFd fd_;
   std::string data_;
   int64_t size_ = 0;
   std::string path_;

@@ -4,7 +4,7 @@ namespace regd {
 
 absl::StatusOr<std::string> DigestCache::Get(
     const std::string& identity, const std::function<absl::StatusOr<std::string>()>& compute,
-    bool remember) {
+    bool remember, const std::atomic<bool>* cancelled) {
   absl::MutexLock lock(&mu_);
   uint64_t waited_for = 0;  // the computation this caller waited on, if any
   while (true) {
@@ -18,12 +18,15 @@ absl::StatusOr<std::string> DigestCache::Get(
     // Another caller is hashing this file: wait for it (or for it to give up).
     waited_for = e.generation;
     std::pair<DigestCache*, const std::string*> arg(this, &identity);
-    mu_.Await(absl::Condition(
-        +[](std::pair<DigestCache*, const std::string*>* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-          auto found = a->first->entries_.find(*a->second);
-          return found == a->first->entries_.end() || !found->second.computing;
-        },
-        &arg));
+    mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](std::pair<DigestCache*, const std::string*>* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              auto found = a->first->entries_.find(*a->second);
+              return found == a->first->entries_.end() || !found->second.computing;
+            },
+            &arg),
+        absl::Milliseconds(100));
+    if (cancelled != nullptr && cancelled->load()) return absl::CancelledError("cancelled");
   }
   const uint64_t generation = ++next_generation_;
   entries_[identity] = Entry{true, "", generation, remember};

@@ -7,6 +7,7 @@
 #ifndef REGD_CORE_UPLOAD_DIGEST_CACHE_H_
 #define REGD_CORE_UPLOAD_DIGEST_CACHE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -26,9 +27,11 @@ class DigestCache {
   // The digest for `identity`, computing it with `compute` when unknown.
   // With `remember` false (a file modified too recently to trust its identity
   // later) the result is shared only with callers already waiting for it.
+  // A caller waiting for another's pass stops (CANCELLED) once `cancelled`
+  // is set; `compute` itself should watch the same flag.
   [[nodiscard]] absl::StatusOr<std::string> Get(
       const std::string& identity, const std::function<absl::StatusOr<std::string>()>& compute,
-      bool remember = true);
+      bool remember = true, const std::atomic<bool>* cancelled = nullptr);
 
   // Hashing passes performed (for tests and metrics).
   int64_t computations() const;

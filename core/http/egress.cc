@@ -1,0 +1,162 @@
+#include "core/http/egress.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/str_cat.h"
+#include "core/http/http.h"
+#include "core/text.h"
+
+namespace regd {
+namespace {
+
+// Splits "host:port" / "[v6]:port" / "host" into host and port ("" if none).
+void SplitHostPort(absl::string_view hp, absl::string_view* host, absl::string_view* port) {
+  *port = "";
+  if (absl::StartsWith(hp, "[")) {
+    size_t close = hp.find(']');
+    if (close != absl::string_view::npos) {
+      *host = hp.substr(0, close + 1);
+      if (close + 1 < hp.size() && hp[close + 1] == ':') *port = hp.substr(close + 2);
+      return;
+    }
+  }
+  size_t colon = hp.rfind(':');
+  if (colon != absl::string_view::npos && hp.find(':') == colon) {
+    *host = hp.substr(0, colon);
+    *port = hp.substr(colon + 1);
+  } else {
+    *host = hp;
+  }
+}
+
+bool PatternMatches(absl::string_view pattern, absl::string_view host_port, bool exact_only) {
+  absl::string_view phost, pport, host, port;
+  SplitHostPort(pattern, &phost, &pport);
+  SplitHostPort(host_port, &host, &port);
+  if (!pport.empty() && pport != port) return false;
+  if (absl::StartsWith(phost, "*.")) {
+    if (exact_only) return false;
+    absl::string_view suffix = phost.substr(1);  // ".example.com"
+    return host.size() > suffix.size() && absl::EndsWithIgnoreCase(host, suffix);
+  }
+  return absl::EqualsIgnoreCase(phost, host);
+}
+
+}  // namespace
+
+std::string UrlHostPort(absl::string_view url) {
+  std::string origin = UrlOrigin(url);
+  size_t sep = origin.find("://");
+  if (sep == std::string::npos) return "";
+  std::string hp = origin.substr(sep + 3);
+  // Drop userinfo, which regd never sends but a Location could carry.
+  size_t at = hp.rfind('@');
+  if (at != std::string::npos) hp = hp.substr(at + 1);
+  return hp;
+}
+
+bool IsLinkLocalOrMetadata(const struct sockaddr* addr) {
+  if (addr == nullptr) return false;
+  if (addr->sa_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(addr);
+    uint32_t ip = ntohl(in->sin_addr.s_addr);
+    return (ip >> 16) == ((169u << 8) | 254u);  // 169.254.0.0/16
+  }
+  if (addr->sa_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(addr);
+    const uint8_t* b = in6->sin6_addr.s6_addr;
+    if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return true;  // fe80::/10
+    static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (std::memcmp(b, kMapped, 12) == 0 && b[12] == 169 && b[13] == 254) return true;
+    static const uint8_t kEc2[16] = {0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0,
+                                     0,    0,    0,    0,    0, 0, 0x02, 0x54};
+    if (std::memcmp(b, kEc2, 16) == 0) return true;  // fd00:ec2::254
+  }
+  return false;
+}
+
+EgressPolicy::EgressPolicy(EgressOptions options) : options_(std::move(options)) {}
+
+absl::Status EgressPolicy::ValidatePattern(absl::string_view pattern) {
+  absl::string_view host, port;
+  SplitHostPort(pattern, &host, &port);
+  absl::string_view name = host;
+  absl::ConsumePrefix(&name, "*.");
+  bool ok = !name.empty() && name.size() <= 253;
+  for (char c : name) {
+    ok = ok && (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
+                c == '[' || c == ']' || c == ':');
+  }
+  if (!port.empty()) {
+    ok = ok && port.size() <= 5 && port.find_first_not_of("0123456789") == absl::string_view::npos;
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", ForMessage(pattern), "\" is not a host[:port] pattern"));
+  }
+  return absl::OkStatus();
+}
+
+bool EgressPolicy::Listed(const std::vector<std::string>& patterns, absl::string_view host_port,
+                          bool exact_only) const {
+  for (const std::string& p : patterns) {
+    if (PatternMatches(p, host_port, exact_only)) return true;
+  }
+  return false;
+}
+
+absl::Status EgressPolicy::CheckRegistry(absl::string_view host_port) const {
+  if (options_.allowed_registries.empty()) return absl::OkStatus();
+  // docker.io is reached at registry-1.docker.io; either name allows it.
+  if (Listed(options_.allowed_registries, host_port, false) ||
+      (host_port == "docker.io" &&
+       Listed(options_.allowed_registries, "registry-1.docker.io", false))) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "registry ", ForMessage(host_port), " is not in regd's --allowed_registries"));
+}
+
+absl::Status EgressPolicy::CheckHop(absl::string_view from, absl::string_view to) const {
+  const bool to_https = absl::StartsWithIgnoreCase(to, "https://");
+  const bool to_http = absl::StartsWithIgnoreCase(to, "http://");
+  if (!to_https && !to_http) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("refusing to follow ", ForMessage(to, 120), ": not http or https"));
+  }
+  const std::string host_port = UrlHostPort(to);
+  if (host_port.empty()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("refusing to follow ", ForMessage(to, 120), ": no host"));
+  }
+  if (to_http) {
+    if (absl::StartsWithIgnoreCase(from, "https://")) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "refusing a redirect from HTTPS to plain HTTP (", ForMessage(host_port), ")"));
+    }
+    if (!Listed(options_.insecure_registries, host_port, false)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "refusing plain HTTP to ", ForMessage(host_port), ": not in --insecure_registries"));
+    }
+  }
+  if (!options_.allowed_registries.empty() && UrlOrigin(from) != UrlOrigin(to) &&
+      !Listed(options_.allowed_registries, host_port, false)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "refusing to follow the registry to ", ForMessage(host_port),
+        ": not in --allowed_registries (list the registry's storage host too)"));
+  }
+  return absl::OkStatus();
+}
+
+bool EgressPolicy::AddressAllowed(const struct sockaddr* addr, absl::string_view host_port) const {
+  if (!IsLinkLocalOrMetadata(addr)) return true;
+  return Listed(options_.explicit_hosts, host_port, true);
+}
+
+}  // namespace regd
