@@ -62,6 +62,9 @@ struct EngineOptions {
   int64_t max_inline_bytes = 4 << 20;
   // Inline data held by all calls at once; past it RESOURCE_EXHAUSTED.
   int64_t inline_budget_bytes = 64 << 20;
+  // After a cancel, how long an upload's request in flight may run to end
+  // cleanly before it is cut (see UploadJob::cancel_grace).
+  absl::Duration upload_cancel_grace = absl::Seconds(5);
   // Entries of a PushIndex, and layers of a PushImage.
   int max_index_entries = 1024;
   int max_image_layers = 4096;

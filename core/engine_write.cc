@@ -180,6 +180,7 @@ absl::StatusOr<LayerOutcomeKind> Engine::RunUploader(
   job.events = events;
   job.cancelled = cancelled;
   job.clock = clock_;
+  job.cancel_grace = options_.upload_cancel_grace;
   ASSIGN_OR_RETURN(RegistrySlots::Slot slot, slots_->Acquire(repo.registry, cancelled));
   BlobUploader uploader(client_.get(), std::move(job));
   return uploader.Run();

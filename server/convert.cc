@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "core/text.h"
 
 namespace regd {
 namespace {
@@ -108,36 +109,36 @@ absl::StatusOr<PushIndexSpec> FromProto(const v1::PushIndexRequest& r) {
 }
 
 void ToProto(const Descriptor& d, v1::Descriptor* out) {
-  out->set_media_type(d.media_type);
-  out->set_digest(d.digest);
+  out->set_media_type(SanitizeUtf8(d.media_type));
+  out->set_digest(SanitizeUtf8(d.digest));
   out->set_size(d.size);
-  for (const auto& [k, v] : d.annotations) (*out->mutable_annotations())[k] = v;
+  for (const auto& [k, v] : d.annotations) (*out->mutable_annotations())[SanitizeUtf8(k)] = SanitizeUtf8(v);
   if (d.platform.has_value()) {
-    out->mutable_platform()->set_os(d.platform->os);
-    out->mutable_platform()->set_architecture(d.platform->architecture);
-    out->mutable_platform()->set_variant(d.platform->variant);
+    out->mutable_platform()->set_os(SanitizeUtf8(d.platform->os));
+    out->mutable_platform()->set_architecture(SanitizeUtf8(d.platform->architecture));
+    out->mutable_platform()->set_variant(SanitizeUtf8(d.platform->variant));
   }
 }
 
 void ToProto(const InspectResult& r, v1::ManifestResult* out) {
   out->set_schema_version(r.schema_version);
-  out->set_media_type(r.media_type);
-  out->set_digest(r.digest);
+  out->set_media_type(SanitizeUtf8(r.media_type));
+  out->set_digest(SanitizeUtf8(r.digest));
   for (const Descriptor& d : r.manifests) {
     v1::PlatformManifest* pm = out->add_manifests();
-    pm->set_digest(d.digest);
-    pm->set_media_type(d.media_type);
+    pm->set_digest(SanitizeUtf8(d.digest));
+    pm->set_media_type(SanitizeUtf8(d.media_type));
     pm->set_size(d.size);
     if (d.platform.has_value()) {
-      pm->set_os(d.platform->os);
-      pm->set_architecture(d.platform->architecture);
-      pm->set_variant(d.platform->variant);
+      pm->set_os(SanitizeUtf8(d.platform->os));
+      pm->set_architecture(SanitizeUtf8(d.platform->architecture));
+      pm->set_variant(SanitizeUtf8(d.platform->variant));
     }
-    for (const auto& [k, v] : d.annotations) (*pm->mutable_annotations())[k] = v;
+    for (const auto& [k, v] : d.annotations) (*pm->mutable_annotations())[SanitizeUtf8(k)] = SanitizeUtf8(v);
   }
   for (const std::string& l : r.layers) out->add_layers(l);
-  out->set_config(r.config);
-  for (const auto& [k, v] : r.labels) (*out->mutable_labels())[k] = v;
+  out->set_config(SanitizeUtf8(r.config));
+  for (const auto& [k, v] : r.labels) (*out->mutable_labels())[SanitizeUtf8(k)] = SanitizeUtf8(v);
 }
 
 void ToProto(const ImageResult& r, v1::Image* out) {
@@ -169,7 +170,7 @@ void ToProto(const LayerOutcome& r, v1::LayerResult* out) {
 void ToProto(const RetryNotice& r, v1::RetryEvent* out) {
   out->set_attempt(r.attempt);
   out->set_max_attempts(r.max_attempts);
-  out->set_error(r.error);
+  out->set_error(SanitizeUtf8(r.error));
   ToProto(r.next_retry_in, out->mutable_next_retry_in());
 }
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -54,6 +55,9 @@ ABSL_FLAG(int, registry_concurrency, 8, "Default concurrent blob uploads per reg
 
 namespace regd {
 namespace {
+
+// How long past --shutdown_grace a SIGTERM may take before regd exits anyway.
+constexpr absl::Duration kShutdownSlack = absl::Seconds(15);
 
 [[nodiscard]] absl::Status WriteReadyFile(const std::string& path, const std::string& address) {
   std::string tmp = absl::StrCat(path, ".tmp");
@@ -171,7 +175,20 @@ int Run(int argc, char** argv) {
     int sig = 0;
     sigwait(&sigs, &sig);
     LogInfo("received signal ", sig);
-    s->Shutdown(absl::GetFlag(FLAGS_shutdown_grace));
+    const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
+    // Whatever the calls are doing, the process ends soon after the grace
+    // period: a call stuck where no cancel reaches cannot hold it up.
+    try {
+      std::thread([grace] {
+        absl::SleepFor(grace + kShutdownSlack);
+        LogError("regd: shutdown did not finish ", absl::FormatDuration(kShutdownSlack),
+                 " after the grace period; exiting now");
+        std::_Exit(1);
+      }).detach();
+    } catch (const std::system_error&) {
+      // No watchdog then; shutdown still proceeds.
+    }
+    s->Shutdown(grace);
   });
   s->Wait();
   signals.join();

@@ -40,7 +40,7 @@ absl::Status Logged(absl::string_view method, absl::string_view subject, absl::T
     LogInfo(method, " ", what, " OK in ", took);
   } else {
     LogInfo(method, " ", what, " ", absl::StatusCodeToString(st.code()), " in ", took, ": ",
-            absl::CEscape(st.message()));
+            absl::CEscape(st.message().substr(0, 1024)));
   }
   return st;
 }

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "core/text.h"
+
 namespace regd {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
@@ -10,7 +12,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (code < 0 || code > static_cast<int>(grpc::StatusCode::UNAUTHENTICATED)) {
     code = static_cast<int>(grpc::StatusCode::UNKNOWN);
   }
-  return grpc::Status(static_cast<grpc::StatusCode>(code), std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(code), ForMessage(status.message(), 1024));
 }
 
 }  // namespace regd

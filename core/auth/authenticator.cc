@@ -8,11 +8,15 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/json.h"
+#include "core/text.h"
 #include "core/status_macros.h"
 #include "rapidjson/document.h"
 
 namespace regd {
 namespace {
+
+// A challenge is re-read from /v2/ at least this often.
+constexpr absl::Duration kChallengeTtl = absl::Minutes(5);
 
 const Challenge* Pick(const std::vector<Challenge>& chs, absl::string_view scheme) {
   for (const Challenge& c : chs) {
@@ -111,7 +115,13 @@ std::string PushScope(const std::string& repo_path) {
 }
 
 Authenticator::Authenticator(Transport* transport, CredentialStore* credentials, Clock* clock)
-    : transport_(transport), credentials_(credentials), tokens_(clock) {}
+    : transport_(transport), credentials_(credentials), clock_(clock), tokens_(clock) {}
+
+void Authenticator::ForgetChallenge(const std::string& registry) {
+  absl::MutexLock lock(&mu_);
+  auto it = registries_.find(registry);
+  if (it != registries_.end() && !it->second.pinging) it->second.known = false;
+}
 
 absl::StatusOr<std::vector<Challenge>> Authenticator::Ping(const Endpoint& ep,
                                                            const CancelFlag& cancelled) {
@@ -157,7 +167,7 @@ absl::StatusOr<std::vector<Challenge>> Authenticator::Challenges(const Endpoint&
         return st.last_error;
       }
     }
-    if (st.known) return st.challenges;
+    if (st.known && clock_->Now() - st.learned < kChallengeTtl) return st.challenges;
     st.pinging = true;
   }
   absl::StatusOr<std::vector<Challenge>> got = Ping(ep, cancelled);
@@ -170,6 +180,7 @@ absl::StatusOr<std::vector<Challenge>> Authenticator::Challenges(const Endpoint&
   st.last_error = absl::IsCancelled(got.status()) ? absl::OkStatus() : got.status();
   if (got.ok()) {
     st.known = true;
+    st.learned = clock_->Now();
     st.challenges = *got;
   }
   return got;
@@ -184,18 +195,23 @@ absl::StatusOr<std::string> Authenticator::Authorize(const Endpoint& ep,
   if (const Challenge* bearer = Pick(challenges, "bearer")) {
     if (!creds.registry_token.empty()) return absl::StrCat("Bearer ", creds.registry_token);
     std::string key = absl::StrCat(ep.registry, " ", absl::StrJoin(scopes, " "));
-    ASSIGN_OR_RETURN(std::string token, tokens_.Get(key, [&] {
-      return FetchToken(ep, *bearer, scopes, creds, cancelled);
-    }));
-    return absl::StrCat("Bearer ", token);
+    const Challenge challenge = *bearer;  // a copy: the cached one may be replaced
+    absl::StatusOr<std::string> token = tokens_.Get(
+        key, [&] { return FetchToken(ep, challenge, scopes, creds, cancelled); });
+    if (!token.ok()) {
+      if (!absl::IsCancelled(token.status())) ForgetChallenge(ep.registry);
+      return token.status();
+    }
+    return absl::StrCat("Bearer ", *token);
   }
   if (Pick(challenges, "basic") != nullptr) {
     if (creds.username.empty() && creds.password.empty()) return std::string();
     return BasicHeader(creds);
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      ep.registry,
-      " asks for an authentication scheme regd does not speak: ", challenges[0].scheme));
+  ForgetChallenge(ep.registry);
+  return absl::FailedPreconditionError(
+      absl::StrCat(ep.registry, " asks for an authentication scheme regd does not speak: ",
+                   ForMessage(challenges[0].scheme, 40)));
 }
 
 std::vector<std::string> Authenticator::OnUnauthorized(const Endpoint& ep,
@@ -223,11 +239,13 @@ std::vector<std::string> Authenticator::OnUnauthorized(const Endpoint& ep,
   RegistryState& st = registries_[ep.registry];
   if (!fresh.empty()) {
     st.known = true;
+    st.learned = clock_->Now();
     st.challenges = std::move(fresh);
-  } else if (st.challenges.empty()) {
-    st.known = false;  // the ping said "open" but this 401 says otherwise: ask again
+  } else if (!st.pinging) {
+    // A refused token or credentials and no challenge with the 401 (GCR):
+    // ping again rather than trust what may be the cause.
+    st.known = false;
   }
-  // A 401 without a challenge keeps the ping's (GCR quirk).
   return wanted;
 }
 

@@ -21,6 +21,7 @@
 #include "core/auth/challenge.h"
 #include "core/auth/credentials.h"
 #include "core/auth/token_cache.h"
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/http/http.h"
 
@@ -59,12 +60,17 @@ class Authenticator {
  private:
   struct RegistryState {
     bool known = false;
+    absl::Time learned;  // when `challenges` came; re-pinged after kChallengeTtl
     bool pinging = false;
     uint64_t generation = 0;            // bumped when a ping ends
     absl::Status last_error;            // of the last ping, shared with its waiters
     std::vector<Challenge> challenges;  // empty: no auth needed
   };
 
+  // Forgets the registry's challenge: the next call pings again. Called when
+  // a token fetch fails or a challenge cannot be used, so a registry that
+  // was misconfigured works again once it is fixed, without a restart.
+  void ForgetChallenge(const std::string& registry);
   [[nodiscard]] absl::StatusOr<std::vector<Challenge>> Challenges(const Endpoint& ep,
                                                                   const CancelFlag& cancelled);
   [[nodiscard]] absl::StatusOr<std::vector<Challenge>> Ping(const Endpoint& ep,
@@ -76,6 +82,7 @@ class Authenticator {
 
   Transport* const transport_;
   CredentialStore* const credentials_;
+  Clock* const clock_;
   TokenCache tokens_;
   absl::Mutex mu_;
   std::map<std::string, RegistryState> registries_ ABSL_GUARDED_BY(mu_);

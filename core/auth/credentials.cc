@@ -170,6 +170,9 @@ absl::StatusOr<std::string> RunCredentialHelper(const std::string& helper,
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, in_pipe[0], 0);
   posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
+  // The helper's stderr may hold secrets or the caller-chosen server name;
+  // it never reaches regd's log.
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
   // The daemon blocks SIGTERM/SIGINT in every thread and ignores SIGPIPE; the
   // helper gets the ordinary defaults back.
   posix_spawnattr_t attr;

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "core/http/egress.h"
 #include "core/text.h"
 
@@ -45,6 +46,7 @@ struct Transfer {
   absl::Status body_error;
   bool sink_aborted = false;
   bool too_large = false;
+  absl::Time cancel_seen = absl::InfiniteFuture();
 };
 
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
@@ -113,7 +115,12 @@ int OnSeek(void* user, curl_off_t offset, int origin) {
 
 int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t ulnow) {
   auto* t = static_cast<Transfer*>(user);
-  if (t->req->cancelled && t->req->cancelled->load(std::memory_order_relaxed)) return 1;
+  if (t->req->cancelled && t->req->cancelled->load(std::memory_order_relaxed)) {
+    if (t->req->cancel_grace <= absl::ZeroDuration()) return 1;
+    const absl::Time now = absl::Now();
+    if (t->cancel_seen == absl::InfiniteFuture()) t->cancel_seen = now;
+    if (now - t->cancel_seen > t->req->cancel_grace) return 1;
+  }
   t->resp->bytes_sent = ulnow;
   if (t->req->on_upload_progress) t->req->on_upload_progress(ulnow);
   return 0;

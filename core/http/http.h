@@ -69,6 +69,11 @@ struct HttpRequest {
   absl::Duration stall_timeout = absl::ZeroDuration();
   std::string ca_bundle;  // PEM file for TLS verification; empty: system store
   CancelFlag cancelled;   // optional
+  // Once `cancelled` is set, the transfer may go on this long before it is
+  // aborted (zero: abort at once). An upload chunk uses it to end cleanly,
+  // so that the registry's session can still be deleted: distribution 2.8
+  // refuses every later request for a session whose PATCH body was cut.
+  absl::Duration cancel_grace = absl::ZeroDuration();
 };
 
 struct HttpResponse {

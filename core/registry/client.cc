@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/json.h"
 #include "core/status_macros.h"
+#include "core/text.h"
 #include "rapidjson/document.h"
 
 namespace regd {
@@ -51,7 +52,9 @@ std::optional<int64_t> BytesHeldFromRange(absl::string_view r) {
 
 absl::Status StatusFromHttp(const HttpResponse& resp, absl::string_view what,
                             NotFoundMeaning not_found) {
-  std::string detail = RegistryErrorText(resp);
+  // The registry's words are hostile text: bounded, valid UTF-8, and with
+  // anything that looks like a credential (a proxy may echo ours) redacted.
+  std::string detail = ForeignText(RegistryErrorText(resp));
   std::string msg = absl::StrCat(what, ": registry answered ", resp.status);
   if (!detail.empty()) absl::StrAppend(&msg, " (", detail, ")");
   switch (resp.status) {

@@ -50,9 +50,12 @@ BlobUploader::BlobUploader(RegistryClient* client, UploadJob job)
 absl::StatusOr<HttpResponse> BlobUploader::Send(HttpRequest req,
                                                 const std::vector<std::string>* scopes) {
   req.cancelled = job_.cancelled;
+  const bool changes_session = req.method == "PATCH" || req.method == "PUT";
+  if (changes_session) req.cancel_grace = job_.cancel_grace;
   retry_after_.reset();
   absl::StatusOr<HttpResponse> resp =
       client_->Send(job_.endpoint, scopes != nullptr ? *scopes : scopes_, std::move(req));
+  if (changes_session) interrupted_ = !resp.ok();
   if (resp.ok()) {
     if (auto ra = resp->Header("retry-after"))
       retry_after_ = ParseRetryAfter(*ra, job_.clock->Now());
@@ -279,15 +282,32 @@ absl::Status BlobUploader::Recover() {
 
 void BlobUploader::Abandon() {
   if (location_.empty()) return;
+  // Not cancellable (this is the clean-up after a cancel), but short: a
+  // registry that does not answer within seconds keeps its session.
+  constexpr absl::Duration kCleanupStall = absl::Seconds(5);
+  if (interrupted_) {
+    // A request died under us: ask where the session is now, so the DELETE
+    // carries its newest Location (registries that keep a cut body, like
+    // distribution v3, answer; others have nothing more to say).
+    HttpRequest status;
+    status.method = "GET";
+    status.url = location_;
+    status.stall_timeout = kCleanupStall;
+    absl::StatusOr<HttpResponse> resp = client_->Send(job_.endpoint, scopes_, status);
+    if (resp.ok() && resp->status >= 200 && resp->status < 300) TakeLocation(*resp, status.url);
+  }
   HttpRequest req;
   req.method = "DELETE";
   req.url = location_;
-  // Not cancellable: this is the clean-up after a cancel.
+  req.stall_timeout = kCleanupStall;
   absl::StatusOr<HttpResponse> resp = client_->Send(job_.endpoint, scopes_, std::move(req));
   if (!resp.ok() ||
       (resp->status != 204 && resp->status != 202 && resp->status != 200 && resp->status != 404)) {
-    LogWarning("could not delete abandoned upload session for ", job_.digest, " in ",
-               job_.repo.String());
+    LogWarning("could not delete the abandoned upload session for ", job_.digest, " in ",
+               job_.repo.String(), ": ",
+               resp.ok() ? StatusFromHttp(*resp, "DELETE upload").message() : resp.status().message(),
+               interrupted_ ? " (a request was cut mid-body; the registry's purge will remove it)"
+                            : "");
   }
   location_.clear();
 }

@@ -63,6 +63,9 @@ struct UploadJob {
   RetryPolicy retry;
   UploadEvents events;
   CancelFlag cancelled;
+  // After a cancel, a request in flight may run this long to end cleanly
+  // (then the session is deleted at its newest Location); past it, it is cut.
+  absl::Duration cancel_grace = absl::Seconds(5);
   // Waits between attempts; returns early (false) when cancelled. Null: real sleep.
   std::function<bool(absl::Duration)> sleep;
   Clock* clock = nullptr;
@@ -114,6 +117,9 @@ class BlobUploader {
   int64_t high_water_ = 0;  // the most bytes it ever acknowledged
   int64_t chunk_ = 0;
   bool must_recover_ = false;
+  // The last request that carried a body ended without an answer: the
+  // session's Location may be stale.
+  bool interrupted_ = false;
   bool commit_failed_ = false;   // a PUT ?digest= failed: HEAD before resuming
   bool landed_ = false;          // ... and the HEAD found the blob
   bool refused_offset_ = false;  // the last failure was a 416

@@ -59,6 +59,7 @@ TREG = None
 TPROXY = None
 ISSUER = None
 D = None
+STORAGE = None
 BLOBS = None
 _n = [0]
 
@@ -76,7 +77,7 @@ class ShortLivedIssuer(TokenIssuer):
 
 
 def setUpModule():
-    global ENV, REG, PROXY, TREG, TPROXY, ISSUER, D, BLOBS
+    global ENV, REG, PROXY, TREG, TPROXY, ISSUER, D, BLOBS, STORAGE
     ENV = testing.Env(prefix="regd-faults-")
     testing.ACTIVE_ENVS.append(ENV)
     unittest.addModuleCleanup(ENV.close)
@@ -88,7 +89,13 @@ def setUpModule():
                                         users=dict([TOKEN_USER]), expires_in=300))
     TREG = ENV.enter(Registry(ENV.workdir, auth="token", token_issuer=ISSUER), "registry-token")
     TPROXY = ENV.enter(FaultProxy(TREG.host))
-    D = ENV.enter(Daemon(ENV.workdir, insecure_registries=[PROXY.host, TPROXY.host],
+    # A plain-HTTP "storage host" that blob GETs get redirected to. regd follows
+    # a redirect to plain HTTP only to a host listed in --insecure_registries.
+    STORAGE = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StorageHandler)
+    threading.Thread(target=STORAGE.serve_forever, daemon=True).start()
+    ENV.callback(STORAGE.shutdown)
+    storage_host = "127.0.0.1:%d" % STORAGE.server_port
+    D = ENV.enter(Daemon(ENV.workdir, insecure_registries=[PROXY.host, TPROXY.host, storage_host],
                          allowed_paths=[BLOBS], auths={TPROXY.host: TOKEN_USER},
                          extra_args=["--chunk_size=%d" % CHUNK, "--stall_timeout=%ds" % STALL],
                          rpc_timeout=T), "regd")
@@ -660,9 +667,7 @@ class RedirectTest(FaultCase):
         data, path = self.blob(3 * MiB + 7)
         repo = self.repo()
         self.assertLayerStream(self.write(repo, path), len(data), "UPLOADED")
-        storage = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StorageHandler)
-        threading.Thread(target=storage.serve_forever, daemon=True).start()
-        self.addCleanup(storage.shutdown)
+        storage = STORAGE
         _StorageHandler.blobs = {"/bucket/blob": data}
         _StorageHandler.seen = []
         location = "http://127.0.0.1:%d/bucket/blob?X-Signature=abc" % storage.server_port
