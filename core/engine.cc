@@ -364,6 +364,7 @@ absl::Status Engine::ReadBlob(absl::string_view repo_text, absl::string_view dig
   req.follow_redirects = true;
   req.cancelled = cancelled;
   if (offset > 0) req.headers.emplace_back("Range", absl::StrCat("bytes=", offset, "-"));
+  const Endpoint ep = EndpointFor(repo.registry);
   req.on_body = [&](long status, absl::string_view data) -> bool {
     if (!started) {
       started = true;
@@ -381,7 +382,25 @@ absl::Status Engine::ReadBlob(absl::string_view repo_text, absl::string_view dig
     }
     return true;
   };
-  absl::StatusOr<HttpResponse> resp = client_->Send(EndpointFor(repo.registry), Pull(repo), req);
+  absl::StatusOr<HttpResponse> resp = client_->Send(ep, Pull(repo), req);
+  if (resp.ok() && resp->status == 416 && offset > 0) {
+    // Some registries (go-containerregistry's) take only closed ranges: ask
+    // for the blob's size and name the last byte.
+    HttpRequest head;
+    head.method = "HEAD";
+    head.url = BlobPath(repo, digest);
+    head.follow_redirects = true;
+    head.cancelled = cancelled;
+    ASSIGN_OR_RETURN(HttpResponse h, SendRead(repo, std::move(head)));
+    int64_t size = -1;
+    std::optional<std::string> length = h.Header("content-length");
+    if (h.status == 200 && length.has_value() && absl::SimpleAtoi(*length, &size) &&
+        offset < size) {
+      req.headers.back().second = absl::StrCat("bytes=", offset, "-", size - 1);
+      started = false;
+      resp = client_->Send(ep, Pull(repo), req);
+    }
+  }
   if (!resp.ok()) {
     if (consumer_stopped) return absl::CancelledError("reader went away");
     return resp.status();

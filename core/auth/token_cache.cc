@@ -4,9 +4,30 @@
 
 namespace regd {
 
+void TokenCache::EvictLocked() {
+  const absl::Time now = clock_->Now();
+  auto victim = entries_.end();
+  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+    const Entry& e = it->second;
+    if (e.users > 0 || e.fetching) continue;
+    if (e.refresh_at <= now) {  // expired (or never held a token): best choice
+      victim = it;
+      break;
+    }
+    if (victim == entries_.end() || e.refresh_at < victim->second.refresh_at) victim = it;
+  }
+  if (victim != entries_.end()) entries_.erase(victim);
+}
+
 absl::StatusOr<std::string> TokenCache::Get(const std::string& key, const Fetcher& fetch) {
   absl::MutexLock lock(&mu_);
+  if (entries_.size() >= capacity_ && entries_.find(key) == entries_.end()) EvictLocked();
   Entry& e = entries_[key];
+  ++e.users;
+  struct Release {
+    Entry& e;
+    ~Release() { --e.users; }
+  } release{e};
   while (true) {
     if (!e.token.empty() && clock_->Now() < e.refresh_at) return e.token;
     if (!e.fetching) break;
@@ -45,6 +66,11 @@ void TokenCache::Invalidate(const std::string& key, const std::string& token) {
     it->second.token.clear();
     it->second.refresh_at = absl::InfinitePast();
   }
+}
+
+size_t TokenCache::size() const {
+  absl::MutexLock lock(&mu_);
+  return entries_.size();
 }
 
 int64_t TokenCache::fetches() const {

@@ -27,7 +27,9 @@ struct BearerToken {
 class TokenCache {
  public:
   using Fetcher = std::function<absl::StatusOr<BearerToken>()>;
-  explicit TokenCache(Clock* clock) : clock_(clock) {}
+  // Holds at most `capacity` tokens: past it, expired ones go first, then
+  // those due for refresh soonest (never one a caller is using).
+  explicit TokenCache(Clock* clock, size_t capacity = 4096) : clock_(clock), capacity_(capacity) {}
 
   // A valid token for `key`, fetching with `fetch` when none is cached. A token
   // is reused until min(30 s, lifetime/5) before it expires.
@@ -38,6 +40,7 @@ class TokenCache {
 
   // Fetches performed so far (for tests and metrics).
   int64_t fetches() const;
+  size_t size() const;
 
  private:
   struct Entry {
@@ -46,8 +49,13 @@ class TokenCache {
     bool fetching = false;
     uint64_t generation = 0;  // bumped when a fetch completes
     absl::Status last_error;
+    int users = 0;  // callers inside Get holding this entry: never evicted then
   };
+  // Makes room for one more entry.
+  void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   Clock* const clock_;
+  const size_t capacity_;
   mutable absl::Mutex mu_;
   std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
   int64_t fetches_ ABSL_GUARDED_BY(mu_) = 0;

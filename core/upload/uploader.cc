@@ -242,11 +242,14 @@ absl::Status BlobUploader::Recover() {
   req.method = "GET";
   req.url = location_;
   ASSIGN_OR_RETURN(HttpResponse resp, Send(req));
-  if (resp.status == 404) {
-    // distribution 2.8 cancels a session that was touched with a stale
-    // _state: nothing to resume, open a fresh session.
+  if (resp.status == 404 || resp.status == 400 || resp.status == 405) {
+    // 404: the session is gone (distribution 2.8 drops one that was touched
+    // with a stale _state). 400/405: the registry has no upload-status
+    // endpoint (go-containerregistry's answers 400), so where it stands is
+    // unknown. Either way nothing can be resumed: open a fresh session.
     LogInfo("upload of ", job_.digest, " to ", job_.repo.String(),
-            ": session gone, starting a fresh one");
+            resp.status == 404 ? ": session gone" : ": the registry cannot say where it is",
+            ", starting a fresh session");
     location_.clear();
     offset_ = 0;
     return absl::OkStatus();

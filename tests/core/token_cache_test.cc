@@ -23,6 +23,26 @@ class FakeClock : public Clock {
   absl::Time now = absl::FromUnixSeconds(1000);
 };
 
+TEST(TokenCache, IsBoundedAndEvictsExpiredFirst) {
+  FakeClock clock;
+  TokenCache cache(&clock, 3);
+  auto fetch_for = [](absl::Duration life) {
+    return [life]() -> absl::StatusOr<BearerToken> { return BearerToken{"t", life}; };
+  };
+  ASSERT_TRUE(cache.Get("short", fetch_for(absl::Seconds(10))).ok());
+  ASSERT_TRUE(cache.Get("long1", fetch_for(absl::Seconds(600))).ok());
+  ASSERT_TRUE(cache.Get("long2", fetch_for(absl::Seconds(600))).ok());
+  clock.Advance(absl::Seconds(20));  // "short" has expired
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(cache.Get("k" + std::to_string(i), fetch_for(absl::Seconds(600))).ok());
+    EXPECT_LE(cache.size(), 3u);
+  }
+  // 1,003 fetches, and asking for a recent key again costs none.
+  int64_t before = cache.fetches();
+  ASSERT_TRUE(cache.Get("k999", fetch_for(absl::Seconds(600))).ok());
+  EXPECT_EQ(cache.fetches(), before);
+}
+
 TEST(TokenCache, ReusesUntilShortlyBeforeExpiry) {
   FakeClock clock;
   TokenCache cache(&clock);
