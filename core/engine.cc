@@ -63,7 +63,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineOptions options) {
   eo.allowed_registries = options.allowed_registries;
   for (const std::string& p : options.allowed_registries) {
     absl::Status st = EgressPolicy::ValidatePattern(p);
-    if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("--allowed_registries: ", st.message()));
+    if (!st.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--allowed_registries: ", st.message()));
   }
   for (const auto& [name, rc] : options.registries) {
     if (rc.plain_http) eo.insecure_registries.push_back(name);

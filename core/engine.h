@@ -124,8 +124,7 @@ class Engine {
   // ---- writes ----
   // Uploads one blob (see WriteLayerRequest). Events go to `events` from the
   // calling thread; the LayerResult is returned, not sent as an event.
-  [[nodiscard]] absl::StatusOr<LayerOutcome> WriteLayer(absl::string_view repo,
-                                                        const BlobSpec& blob,
+  [[nodiscard]] absl::StatusOr<LayerOutcome> WriteLayer(absl::string_view repo, BlobSpec blob,
                                                         const RetryPolicy& retry,
                                                         const UploadEvents& events,
                                                         const CancelFlag& cancelled);
@@ -158,7 +157,7 @@ class Engine {
     std::function<absl::StatusOr<std::unique_ptr<OpenedBlob>>()> reopen;
     std::string identity;  // the file's when planned; a reopen must match it
     Descriptor descriptor;
-    std::string mount_from;  // as the caller named it, or "" (resolved per target)
+    std::string mount_from;                // as the caller named it, or "" (resolved per target)
     ByteBudget::Reservation inline_bytes;  // for inline data
     bool digest_computed = false;          // by us, from the bytes (not the caller's word)
   };
@@ -175,7 +174,8 @@ class Engine {
 
   explicit Engine(EngineOptions options);
 
-  [[nodiscard]] absl::StatusOr<PreparedBlob> PrepareBlob(const BlobSpec& spec,
+  // Inline data is moved out of `spec` (the call's copy of the request's).
+  [[nodiscard]] absl::StatusOr<PreparedBlob> PrepareBlob(BlobSpec spec,
                                                          absl::string_view default_media_type,
                                                          const CancelFlag& cancelled);
   // INVALID_ARGUMENT unless the blob's bytes hash to its descriptor's digest.

@@ -87,7 +87,7 @@ std::string ManifestMediaType(const std::string& declared, absl::string_view raw
 
 // ---------------------------------------------------------------- blobs ----
 
-absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(const BlobSpec& spec,
+absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(BlobSpec spec,
                                                          absl::string_view default_media_type,
                                                          const CancelFlag& cancelled) {
   PreparedBlob p;
@@ -95,8 +95,8 @@ absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(const BlobSpec& spec,
     ASSIGN_OR_RETURN(UniqueFd fd, OpenBeneathRoots(*spec.path, options_.allowed_paths));
     ASSIGN_OR_RETURN(p.blob, OpenedBlob::FromFd(std::move(fd), *spec.path));
     p.identity = p.blob->identity();
-    p.reopen = [path = *spec.path, roots = options_.allowed_paths]()
-        -> absl::StatusOr<std::unique_ptr<OpenedBlob>> {
+    p.reopen = [path = *spec.path,
+                roots = options_.allowed_paths]() -> absl::StatusOr<std::unique_ptr<OpenedBlob>> {
       ASSIGN_OR_RETURN(UniqueFd fd, OpenBeneathRoots(path, roots));
       return OpenedBlob::FromFd(std::move(fd), path);
     };
@@ -106,9 +106,10 @@ absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(const BlobSpec& spec,
           absl::StrCat("inline data is ", spec.data->size(), " bytes; the cap is ",
                        options_.max_inline_bytes, " (use a file path for larger blobs)"));
     }
+    // Held twice while the call runs: the request's copy (gRPC's) and ours.
     ASSIGN_OR_RETURN(p.inline_bytes,
-                     inline_budget_.Reserve(static_cast<int64_t>(spec.data->size())));
-    p.blob = OpenedBlob::FromData(*spec.data);
+                     inline_budget_.Reserve(2 * static_cast<int64_t>(spec.data->size())));
+    p.blob = OpenedBlob::FromData(std::move(*spec.data));
   } else {
     return absl::InvalidArgumentError("blob source needs a path or data");
   }
@@ -275,8 +276,8 @@ absl::StatusOr<LayerOutcome> Engine::OpenAndUpload(const Repository& repo,
   ASSIGN_OR_RETURN(opened.blob, planned.reopen());
   if (opened.blob->size() != planned.descriptor.size ||
       (!planned.identity.empty() && opened.blob->identity() != planned.identity)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the file of blob ", planned.descriptor.digest, " changed during the push"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the file of blob ", planned.descriptor.digest, " changed during the push"));
   }
   opened.descriptor = planned.descriptor;
   opened.mount_from = planned.mount_from;
@@ -284,12 +285,13 @@ absl::StatusOr<LayerOutcome> Engine::OpenAndUpload(const Repository& repo,
   return UploadBlob(repo, opened, retry, events, cancelled);
 }
 
-absl::StatusOr<LayerOutcome> Engine::WriteLayer(absl::string_view repo_text, const BlobSpec& spec,
+absl::StatusOr<LayerOutcome> Engine::WriteLayer(absl::string_view repo_text, BlobSpec spec,
                                                 const RetryPolicy& retry,
                                                 const UploadEvents& events,
                                                 const CancelFlag& cancelled) {
   ASSIGN_OR_RETURN(Repository repo, ParseWriteRepository(repo_text));
-  ASSIGN_OR_RETURN(PreparedBlob blob, PrepareBlob(spec, media::kOciLayerGzip, cancelled));
+  ASSIGN_OR_RETURN(PreparedBlob blob,
+                   PrepareBlob(std::move(spec), media::kOciLayerGzip, cancelled));
   return UploadBlob(repo, blob, retry, events, cancelled);
 }
 
@@ -299,8 +301,8 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spe
   // Every file of the layout is opened beneath the layout directory, which is
   // itself opened beneath an allowed root.
   auto dir = std::make_shared<LayoutDir>();
-  ASSIGN_OR_RETURN(dir->fd,
-                   OpenBeneathRoots(spec.layout_path, options_.allowed_paths, FileKind::kDirectory));
+  ASSIGN_OR_RETURN(
+      dir->fd, OpenBeneathRoots(spec.layout_path, options_.allowed_paths, FileKind::kDirectory));
   dir->shown = ForMessage(spec.layout_path);
   absl::StatusOr<UniqueFd> marker_fd = dir->Open("oci-layout");
   absl::StatusOr<std::string> marker =
@@ -341,8 +343,8 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spe
     if (seen[d.digest]) return absl::OkStatus();
     seen[d.digest] = true;
     if (plan.blobs.size() >= static_cast<size_t>(options_.max_image_layers)) {
-      return absl::InvalidArgumentError(absl::StrCat("OCI layout image has more than ",
-                                                     options_.max_image_layers, " blobs"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("OCI layout image has more than ", options_.max_image_layers, " blobs"));
     }
     // Checked now, opened again when its upload starts: a push holds one
     // descriptor per blob in flight, not one per blob of the image.
@@ -386,8 +388,8 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spe
   ASSIGN_OR_RETURN(Index idx, ParseIndex(top_raw, plan.top.descriptor.media_type));
   for (const Descriptor& child : idx.manifests) {
     if (plan.children.size() >= static_cast<size_t>(options_.max_index_entries)) {
-      return absl::InvalidArgumentError(absl::StrCat("OCI layout index has more than ",
-                                                     options_.max_index_entries, " entries"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("OCI layout index has more than ", options_.max_index_entries, " entries"));
     }
     ASSIGN_OR_RETURN(std::string raw, ReadLayoutBlob(*dir, child));
     ManifestToPush m{raw, child};
@@ -405,8 +407,8 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spe
 absl::StatusOr<Engine::PushPlan> Engine::PlanFromImage(const PushImageSpec& spec,
                                                        const CancelFlag& cancelled) {
   if (spec.layers.size() > static_cast<size_t>(options_.max_image_layers)) {
-    return absl::InvalidArgumentError(absl::StrCat("an image may have at most ",
-                                                   options_.max_image_layers, " layers"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("an image may have at most ", options_.max_image_layers, " layers"));
   }
   const bool docker = spec.media_type == media::kDockerManifest;
   if (!spec.media_type.empty() && !docker && spec.media_type != media::kOciManifest) {
@@ -420,17 +422,17 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromImage(const PushImageSpec& spec
   if (docker && !spec.annotations.empty()) {
     return absl::InvalidArgumentError("Docker schema2 manifests have no annotations");
   }
-  ASSIGN_OR_RETURN(PreparedBlob config,
-                   PrepareBlob(spec.config, docker ? media::kDockerConfig : media::kOciConfig,
-                               cancelled));
+  ASSIGN_OR_RETURN(
+      PreparedBlob config,
+      PrepareBlob(spec.config, docker ? media::kDockerConfig : media::kOciConfig, cancelled));
   if (config.reopen) config.blob.reset();  // files open again when their upload starts
   m.config = config.descriptor;
   std::map<std::string, bool> seen{{config.descriptor.digest, true}};
   plan.blobs.push_back(std::move(config));
   for (const BlobSpec& l : spec.layers) {
-    ASSIGN_OR_RETURN(PreparedBlob b,
-                     PrepareBlob(l, docker ? media::kDockerLayerGzip : media::kOciLayerGzip,
-                                 cancelled));
+    ASSIGN_OR_RETURN(
+        PreparedBlob b,
+        PrepareBlob(l, docker ? media::kDockerLayerGzip : media::kOciLayerGzip, cancelled));
     if (b.reopen) b.blob.reset();
     m.layers.push_back(b.descriptor);
     if (!seen[b.descriptor.digest]) {
@@ -588,8 +590,8 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec,
   if (spec.manifests.empty())
     return absl::InvalidArgumentError("an index needs at least one manifest");
   if (spec.manifests.size() > static_cast<size_t>(options_.max_index_entries)) {
-    return absl::InvalidArgumentError(absl::StrCat("an index may have at most ",
-                                                   options_.max_index_entries, " entries"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("an index may have at most ", options_.max_index_entries, " entries"));
   }
   const bool docker = spec.media_type == media::kDockerList;
   if (!spec.media_type.empty() && !docker && spec.media_type != media::kOciIndex) {
@@ -608,8 +610,8 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec,
       // the URL as is ("latest?x=1").
       absl::Status tag = ValidateTag(e.ref);
       if (!tag.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("index entry \"", ForMessage(e.ref), "\" is not a tag, digest or reference"));
+        return absl::InvalidArgumentError(absl::StrCat("index entry \"", ForMessage(e.ref),
+                                                       "\" is not a tag, digest or reference"));
       }
       id = e.ref;
     } else {
@@ -623,8 +625,8 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec,
     }
     absl::StatusOr<Fetched> f = FetchManifest(ref.repo, id, cancelled);
     if (!f.ok()) {
-      return absl::Status(f.status().code(),
-                          absl::StrCat(f.status().message(), " (index entry ", ForMessage(e.ref), ")"));
+      return absl::Status(f.status().code(), absl::StrCat(f.status().message(), " (index entry ",
+                                                          ForMessage(e.ref), ")"));
     }
     if (f->kind != ManifestKind::kManifest) {
       return absl::InvalidArgumentError(
@@ -642,8 +644,9 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec,
       ASSIGN_OR_RETURN(std::string cfg, FetchSmallBlob(ref.repo, m.config, cancelled));
       ASSIGN_OR_RETURN(ImageConfigInfo info, ParseImageConfig(cfg));
       if (info.platform.os.empty() || info.platform.architecture.empty()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "index entry ", ForMessage(e.ref), ": its config names no os/architecture; give a platform"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("index entry ", ForMessage(e.ref),
+                         ": its config names no os/architecture; give a platform"));
       }
       d.platform = info.platform;
     }

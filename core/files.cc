@@ -125,8 +125,7 @@ absl::StatusOr<UniqueFd> OpenBeneath(int dir_fd, const std::string& relative, Fi
   UniqueFd out(fd);
   struct stat st;
   if (::fstat(out.get(), &st) != 0) return OpenError(errno, shown);
-  const bool right_kind =
-      kind == FileKind::kRegular ? S_ISREG(st.st_mode) : S_ISDIR(st.st_mode);
+  const bool right_kind = kind == FileKind::kRegular ? S_ISREG(st.st_mode) : S_ISDIR(st.st_mode);
   if (!right_kind) {
     return absl::InvalidArgumentError(absl::StrCat(
         ForMessage(shown), kind == FileKind::kRegular ? " is not a regular file (a FIFO, socket, "

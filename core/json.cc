@@ -49,8 +49,8 @@ absl::Status ParseUntrustedJson(absl::string_view text, absl::string_view what,
     return absl::InvalidArgumentError(
         absl::StrCat(what, " nests deeper than ", limits.max_depth, " levels"));
   }
-  constexpr unsigned kFlags = rapidjson::kParseIterativeFlag |
-                              rapidjson::kParseValidateEncodingFlag;
+  constexpr unsigned kFlags =
+      rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag;
   doc->Parse<kFlags>(text.data(), text.size());
   if (doc->HasParseError()) {
     return absl::InvalidArgumentError(

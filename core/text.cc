@@ -43,8 +43,8 @@ size_t Utf8SequenceAt(absl::string_view s, size_t i) {
 }
 
 bool TokenChar(char c) {
-  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
-         c == '~' || c == '+' || c == '/' || c == '=' || c == '-';
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '~' ||
+         c == '+' || c == '/' || c == '=' || c == '-';
 }
 
 // Characters of a long secret-looking run ('/' excluded, so paths survive).
@@ -57,9 +57,9 @@ bool StartsWithNoCase(absl::string_view s, size_t at, absl::string_view word) {
 
 // Keys whose values are secrets, matched case-insensitively.
 constexpr absl::string_view kSecretKeys[] = {
-    "authorization", "access_token", "refresh_token", "identitytoken", "registrytoken",
-    "password",      "passwd",       "secret",        "token",         "auth",
-    "signature",     "credential",
+    "authorization", "access_token", "refresh_token", "identitytoken",
+    "registrytoken", "password",     "passwd",        "secret",
+    "token",         "auth",         "signature",     "credential",
 };
 
 // At s[at] a secret key: the index where its value starts (after optional
@@ -178,8 +178,8 @@ std::string RedactSecrets(absl::string_view s) {
       bool hex_only = true;
       while (e < s.size() && RunChar(s[e])) {
         const char c = s[e];
-        hex_only = hex_only && (absl::ascii_isdigit(static_cast<unsigned char>(c)) ||
-                                (c >= 'a' && c <= 'f'));
+        hex_only = hex_only &&
+                   (absl::ascii_isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f'));
         ++e;
       }
       if (e - i >= 40 && !hex_only) {

@@ -112,7 +112,8 @@ void ToProto(const Descriptor& d, v1::Descriptor* out) {
   out->set_media_type(SanitizeUtf8(d.media_type));
   out->set_digest(SanitizeUtf8(d.digest));
   out->set_size(d.size);
-  for (const auto& [k, v] : d.annotations) (*out->mutable_annotations())[SanitizeUtf8(k)] = SanitizeUtf8(v);
+  for (const auto& [k, v] : d.annotations)
+    (*out->mutable_annotations())[SanitizeUtf8(k)] = SanitizeUtf8(v);
   if (d.platform.has_value()) {
     out->mutable_platform()->set_os(SanitizeUtf8(d.platform->os));
     out->mutable_platform()->set_architecture(SanitizeUtf8(d.platform->architecture));
@@ -134,7 +135,8 @@ void ToProto(const InspectResult& r, v1::ManifestResult* out) {
       pm->set_architecture(SanitizeUtf8(d.platform->architecture));
       pm->set_variant(SanitizeUtf8(d.platform->variant));
     }
-    for (const auto& [k, v] : d.annotations) (*pm->mutable_annotations())[SanitizeUtf8(k)] = SanitizeUtf8(v);
+    for (const auto& [k, v] : d.annotations)
+      (*pm->mutable_annotations())[SanitizeUtf8(k)] = SanitizeUtf8(v);
   }
   for (const std::string& l : r.layers) out->add_layers(l);
   out->set_config(SanitizeUtf8(r.config));

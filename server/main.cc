@@ -171,27 +171,34 @@ int Run(int argc, char** argv) {
     s->Shutdown(absl::ZeroDuration());
     return 1;
   }
-  std::thread signals([s, &sigs] {
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    LogInfo("received signal ", sig);
-    const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
-    // Whatever the calls are doing, the process ends soon after the grace
-    // period: a call stuck where no cancel reaches cannot hold it up.
-    try {
-      std::thread([grace] {
-        absl::SleepFor(grace + kShutdownSlack);
-        LogError("regd: shutdown did not finish ", absl::FormatDuration(kShutdownSlack),
-                 " after the grace period; exiting now");
-        std::_Exit(1);
-      }).detach();
-    } catch (const std::system_error&) {
-      // No watchdog then; shutdown still proceeds.
-    }
-    s->Shutdown(grace);
-  });
+  std::thread signals;
+  try {
+    signals = std::thread([s, &sigs] {
+      int sig = 0;
+      sigwait(&sigs, &sig);
+      LogInfo("received signal ", sig);
+      const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
+      // Whatever the calls are doing, the process ends soon after the grace
+      // period: a call stuck where no cancel reaches cannot hold it up.
+      try {
+        std::thread([grace] {
+          absl::SleepFor(grace + kShutdownSlack);
+          LogError("regd: shutdown did not finish ", absl::FormatDuration(kShutdownSlack),
+                   " after the grace period; exiting now");
+          std::_Exit(1);
+        }).detach();
+      } catch (const std::system_error&) {
+        // No watchdog then; shutdown still proceeds.
+      }
+      s->Shutdown(grace);
+    });
+  } catch (const std::system_error& e) {
+    LogError("regd: cannot start the signal thread: ", e.what());
+    s->Shutdown(absl::ZeroDuration());
+    return 1;
+  }
   s->Wait();
-  signals.join();
+  if (signals.joinable()) signals.join();
   if (!ready.empty()) std::remove(ready.c_str());
   if (!s->drained()) {
     // Work that outlived the grace period must not run against a destroyed

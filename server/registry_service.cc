@@ -172,8 +172,8 @@ grpc::ServerWriteReactor<v1::WriteLayerEvent>* RegistryService::WriteLayer(
           reactor->Push(std::move(e));
         };
         ASSIGN_OR_RETURN(LayerOutcome out,
-                         engine_->WriteLayer(req->repo(), blob, FromProto(req->retry()), events,
-                                             reactor->cancelled()));
+                         engine_->WriteLayer(req->repo(), std::move(blob), FromProto(req->retry()),
+                                             events, reactor->cancelled()));
         v1::WriteLayerEvent e;
         ToProto(out, e.mutable_result());
         reactor->Push(std::move(e));

@@ -2,7 +2,6 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
-
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -41,12 +40,12 @@ constexpr char kServiceName[] = "regd.v1.Registry";
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return absl::ResourceExhaustedError("cannot create a socket");
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot listen on unix:", path, ": another process is serving on it"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot listen on unix:", path, ": another process is serving on it"));
   }
   if (errno != ECONNREFUSED) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot listen on unix:", path, ": ",
-                                                      std::strerror(errno)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot listen on unix:", path, ": ", std::strerror(errno)));
   }
   LogInfo("removing stale socket ", path);
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
@@ -79,8 +78,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(ServerOptions opti
   builder.SetMaxReceiveMessageSize(16 << 20);  // inline blob data is capped at 4 MiB
   s->grpc_server_ = builder.BuildAndStart();
   if (s->grpc_server_ == nullptr) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", options.listen, unix_socket ? "" : " (is the port in use?)"));
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen,
+                                               unix_socket ? "" : " (is the port in use?)"));
   }
   if (absl::StartsWith(options.listen, "unix:")) {
     s->address_ = options.listen;

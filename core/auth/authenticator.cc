@@ -8,8 +8,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/json.h"
-#include "core/text.h"
 #include "core/status_macros.h"
+#include "core/text.h"
 #include "rapidjson/document.h"
 
 namespace regd {
@@ -196,8 +196,8 @@ absl::StatusOr<std::string> Authenticator::Authorize(const Endpoint& ep,
     if (!creds.registry_token.empty()) return absl::StrCat("Bearer ", creds.registry_token);
     std::string key = absl::StrCat(ep.registry, " ", absl::StrJoin(scopes, " "));
     const Challenge challenge = *bearer;  // a copy: the cached one may be replaced
-    absl::StatusOr<std::string> token = tokens_.Get(
-        key, [&] { return FetchToken(ep, challenge, scopes, creds, cancelled); });
+    absl::StatusOr<std::string> token =
+        tokens_.Get(key, [&] { return FetchToken(ep, challenge, scopes, creds, cancelled); });
     if (!token.ok()) {
       if (!absl::IsCancelled(token.status())) ForgetChallenge(ep.registry);
       return token.status();

@@ -128,15 +128,14 @@ int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t ulnow)
 
 curl_socket_t OnOpenSocket(void* user, curlsocktype purpose, struct curl_sockaddr* address) {
   auto* t = static_cast<Transfer*>(user);
-  if (t->egress != nullptr &&
-      !t->egress->AddressAllowed(&address->addr, t->host_port)) {
+  if (t->egress != nullptr && !t->egress->AddressAllowed(&address->addr, t->host_port)) {
     char text[INET6_ADDRSTRLEN] = "?";
     if (address->family == AF_INET) {
       inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&address->addr)->sin_addr, text,
                 sizeof text);
     } else if (address->family == AF_INET6) {
-      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&address->addr)->sin6_addr,
-                text, sizeof text);
+      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&address->addr)->sin6_addr, text,
+                sizeof text);
     }
     t->blocked_address = text;
     return CURL_SOCKET_BAD;
@@ -223,9 +222,9 @@ absl::StatusOr<HttpResponse> CurlTransport::Send(const HttpRequest& req) {
     std::optional<std::string> location = resp->Header("location");
     if (!location.has_value() || location->empty()) return resp;
     if (redirects >= EgressPolicy::kMaxRedirects) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          hop.method, " ", UrlOrigin(req.url), ": more than ", EgressPolicy::kMaxRedirects,
-          " redirects"));
+      return absl::FailedPreconditionError(absl::StrCat(hop.method, " ", UrlOrigin(req.url),
+                                                        ": more than ", EgressPolicy::kMaxRedirects,
+                                                        " redirects"));
     }
     std::string next = ResolveUrl(hop.url, *location);
     if (options_.egress != nullptr) {
@@ -352,9 +351,9 @@ absl::StatusOr<HttpResponse> CurlTransport::SendOnce(const HttpRequest& req) {
     if (t.sink_aborted) return absl::AbortedError("response body consumer stopped");
   }
   if (!t.blocked_address.empty()) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "regd does not connect to link-local or metadata addresses (", t.host_port, " is ",
-        t.blocked_address, "); list the registry explicitly to allow it"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("regd does not connect to link-local or metadata addresses (", t.host_port,
+                     " is ", t.blocked_address, "); list the registry explicitly to allow it"));
   }
   std::string why;
   if (rc == CURLE_SEND_FAIL_REWIND) {

@@ -7,8 +7,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "core/http/http.h"
 #include "core/text.h"
 
@@ -74,7 +74,7 @@ bool IsLinkLocalOrMetadata(const struct sockaddr* addr) {
     if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return true;  // fe80::/10
     static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     if (std::memcmp(b, kMapped, 12) == 0 && b[12] == 169 && b[13] == 254) return true;
-    static const uint8_t kEc2[16] = {0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0,
+    static const uint8_t kEc2[16] = {0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0,    0,
                                      0,    0,    0,    0,    0, 0, 0x02, 0x54};
     if (std::memcmp(b, kEc2, 16) == 0) return true;  // fd00:ec2::254
   }
@@ -119,8 +119,8 @@ absl::Status EgressPolicy::CheckRegistry(absl::string_view host_port) const {
        Listed(options_.allowed_registries, "registry-1.docker.io", false))) {
     return absl::OkStatus();
   }
-  return absl::PermissionDeniedError(absl::StrCat(
-      "registry ", ForMessage(host_port), " is not in regd's --allowed_registries"));
+  return absl::PermissionDeniedError(
+      absl::StrCat("registry ", ForMessage(host_port), " is not in regd's --allowed_registries"));
 }
 
 absl::Status EgressPolicy::CheckHop(absl::string_view from, absl::string_view to) const {
@@ -147,9 +147,9 @@ absl::Status EgressPolicy::CheckHop(absl::string_view from, absl::string_view to
   }
   if (!options_.allowed_registries.empty() && UrlOrigin(from) != UrlOrigin(to) &&
       !Listed(options_.allowed_registries, host_port, false)) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "refusing to follow the registry to ", ForMessage(host_port),
-        ": not in --allowed_registries (list the registry's storage host too)"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("refusing to follow the registry to ", ForMessage(host_port),
+                     ": not in --allowed_registries (list the registry's storage host too)"));
   }
   return absl::OkStatus();
 }

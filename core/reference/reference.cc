@@ -164,12 +164,13 @@ absl::Status ValidateDigest(absl::string_view digest) {
   absl::string_view hex = digest.substr(colon + 1);
   size_t want = algo == "sha256" ? 64 : algo == "sha512" ? 128 : 0;
   if (want == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid digest \"", ForMessage(digest), "\": unsupported algorithm \"", ForMessage(algo), "\""));
+    return absl::InvalidArgumentError(absl::StrCat("invalid digest \"", ForMessage(digest),
+                                                   "\": unsupported algorithm \"", ForMessage(algo),
+                                                   "\""));
   }
   if (hex.size() != want) {
-    return absl::InvalidArgumentError(absl::StrCat("invalid digest \"", ForMessage(digest), "\": ", algo,
-                                                   " needs ", want, " hex characters"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid digest \"", ForMessage(digest), "\": ", algo, " needs ", want, " hex characters"));
   }
   for (char c : hex) {
     if (!IsLowerHex(c)) {

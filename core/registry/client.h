@@ -44,8 +44,7 @@ std::optional<int64_t> BytesHeldFromRange(absl::string_view range);
 class RegistryClient {
  public:
   // `egress` (may be null: no policy) must outlive the client.
-  RegistryClient(Transport* transport, Authenticator* auth,
-                 const EgressPolicy* egress = nullptr)
+  RegistryClient(Transport* transport, Authenticator* auth, const EgressPolicy* egress = nullptr)
       : transport_(transport), auth_(auth), egress_(egress) {}
 
   // `req.url` may be a path ("/v2/...") on `ep`, or absolute (a Location).

@@ -13,8 +13,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/digest.h"
-#include "core/text.h"
 #include "core/status_macros.h"
+#include "core/text.h"
 
 namespace regd {
 namespace {

@@ -26,7 +26,7 @@ class OpenedBlob {
   // Takes a regular file opened by OpenBeneathRoots/OpenBeneath; `shown`
   // names it in messages.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<OpenedBlob>> FromFd(UniqueFd fd,
-                                                                         std::string shown);
+                                                                          std::string shown);
   // Wraps inline bytes (copied once into the blob).
   static std::unique_ptr<OpenedBlob> FromData(std::string data);
   ~OpenedBlob();
@@ -46,8 +46,7 @@ class OpenedBlob {
   // One streaming pass: the digest ("sha256:...") of the whole blob.
   // Stops (CANCELLED) within a megabyte once `cancelled` is set.
   [[nodiscard]] absl::StatusOr<std::string> ComputeDigest(
-      const std::string& algorithm = "sha256",
-      const std::atomic<bool>* cancelled = nullptr) const;
+      const std::string& algorithm = "sha256", const std::atomic<bool>* cancelled = nullptr) const;
 
  private:
   OpenedBlob() = default;

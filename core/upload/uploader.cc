@@ -306,11 +306,11 @@ void BlobUploader::Abandon() {
   absl::StatusOr<HttpResponse> resp = client_->Send(job_.endpoint, scopes_, std::move(req));
   if (!resp.ok() ||
       (resp->status != 204 && resp->status != 202 && resp->status != 200 && resp->status != 404)) {
-    LogWarning("could not delete the abandoned upload session for ", job_.digest, " in ",
-               job_.repo.String(), ": ",
-               resp.ok() ? StatusFromHttp(*resp, "DELETE upload").message() : resp.status().message(),
-               interrupted_ ? " (a request was cut mid-body; the registry's purge will remove it)"
-                            : "");
+    LogWarning(
+        "could not delete the abandoned upload session for ", job_.digest, " in ",
+        job_.repo.String(), ": ",
+        resp.ok() ? StatusFromHttp(*resp, "DELETE upload").message() : resp.status().message(),
+        interrupted_ ? " (a request was cut mid-body; the registry's purge will remove it)" : "");
   }
   location_.clear();
 }

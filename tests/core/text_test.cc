@@ -10,10 +10,12 @@ namespace {
 TEST(Text, SanitizeUtf8) {
   EXPECT_EQ(SanitizeUtf8("plain"), "plain");
   EXPECT_EQ(SanitizeUtf8("caf\xc3\xa9"), "caf\xc3\xa9");
-  EXPECT_TRUE(IsValidUtf8(SanitizeUtf8("a\xff\xfe" "b")));
-  EXPECT_TRUE(IsValidUtf8(SanitizeUtf8("\xed\xa0\x80")));  // a surrogate
-  EXPECT_TRUE(IsValidUtf8(SanitizeUtf8("\xc0\xaf")));      // overlong
-  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));            // past U+10FFFF
+  EXPECT_TRUE(
+      IsValidUtf8(SanitizeUtf8("a\xff\xfe"
+                               "b")));
+  EXPECT_TRUE(IsValidUtf8(SanitizeUtf8("\xed\xa0\x80")));               // a surrogate
+  EXPECT_TRUE(IsValidUtf8(SanitizeUtf8("\xc0\xaf")));                   // overlong
+  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));                        // past U+10FFFF
   EXPECT_TRUE(IsValidUtf8(SanitizeUtf8(std::string("x\xe2\x82", 3))));  // cut short
 }
 
@@ -32,8 +34,8 @@ TEST(Text, RedactsCredentials) {
       R"(Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abcdefghijklmnopqrstuvwxyz012345 )"
       R"(token=supersecretvalue123&x=1 password: hunter2 "access_token":"abc123"}]})";
   std::string r = RedactSecrets(body);
-  for (const char* secret : {"dXNlcjpwYXNzd29yZA", "eyJhbGciOiJIUzI1NiJ9", "supersecretvalue123",
-                             "hunter2", "abc123"}) {
+  for (const char* secret :
+       {"dXNlcjpwYXNzd29yZA", "eyJhbGciOiJIUzI1NiJ9", "supersecretvalue123", "hunter2", "abc123"}) {
     EXPECT_EQ(r.find(secret), std::string::npos) << secret << " in " << r;
   }
   // Digests and ordinary words survive.
