@@ -324,6 +324,7 @@ absl::StatusOr<Descriptor> Engine::GetDescriptor(absl::string_view ref_text,
   Descriptor d;
   d.media_type = BareMediaType(resp.Header("content-type").value_or(""));
   d.digest = resp.Header("docker-content-digest").value_or("");
+  if (!ValidateDigest(d.digest).ok()) d.digest.clear();  // garbage is no answer
   d.size = ContentLength(resp);
   if (d.digest.empty() || d.size < 0 ||
       (!IsIndexMediaType(d.media_type) && !IsManifestMediaType(d.media_type))) {

@@ -535,7 +535,7 @@ absl::Status Engine::PutManifest(const Repository& repo, const std::string& refe
     absl::StatusOr<HttpResponse> resp = client_->Send(ep, {PushScope(repo.path)}, std::move(req));
     if (resp.ok() && (resp->status == 200 || resp->status == 201 || resp->status == 202)) {
       std::string served = resp->Header("docker-content-digest").value_or("");
-      if (!served.empty() && served != m.descriptor.digest) {
+      if (ValidateDigest(served).ok() && served != m.descriptor.digest) {
         return absl::DataLossError(absl::StrCat("registry stored the manifest as ", served,
                                                 ", expected ", m.descriptor.digest));
       }

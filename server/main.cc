@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "core/config.h"
 #include "core/files.h"
+#include "core/http/egress.h"
 #include "core/log.h"
 #include "server/server.h"
 
@@ -100,10 +101,21 @@ constexpr absl::Duration kShutdownSlack = absl::Seconds(15);
   }
   EngineOptions& e = o.engine;
   for (const std::string& r : absl::GetFlag(FLAGS_insecure_registries)) {
-    if (!r.empty()) e.insecure_registries.push_back(r);
+    if (r.empty()) continue;
+    if (r.find('/') != std::string::npos || !EgressPolicy::ValidatePattern(r).ok() ||
+        absl::StartsWith(r, "*.")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--insecure_registries: \"", r, "\" is not a host[:port]"));
+    }
+    e.insecure_registries.push_back(r);
   }
   for (const std::string& r : absl::GetFlag(FLAGS_allowed_registries)) {
-    if (!r.empty()) e.allowed_registries.push_back(r);
+    if (r.empty()) continue;
+    absl::Status valid = EgressPolicy::ValidatePattern(r);
+    if (!valid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--allowed_registries: ", valid.message()));
+    }
+    e.allowed_registries.push_back(r);
   }
   e.inline_budget_bytes = absl::GetFlag(FLAGS_inline_memory);
   if (e.inline_budget_bytes < e.max_inline_bytes) {

@@ -47,6 +47,7 @@ struct Transfer {
   bool sink_aborted = false;
   bool too_large = false;
   absl::Time cancel_seen = absl::InfiniteFuture();
+  int64_t max_sent = 0;  // the most body bytes curl ever reported sent
 };
 
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
@@ -122,6 +123,7 @@ int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t ulnow)
     if (now - t->cancel_seen > t->req->cancel_grace) return 1;
   }
   t->resp->bytes_sent = ulnow;
+  t->max_sent = std::max<int64_t>(t->max_sent, ulnow);
   if (t->req->on_upload_progress) t->req->on_upload_progress(ulnow);
   return 0;
 }
@@ -157,10 +159,13 @@ struct CurlTransport::Share {
   CurlSharePtr handle;
   std::array<absl::Mutex, CURL_LOCK_DATA_LAST> locks;
 
-  static void Lock(CURL*, curl_lock_data data, curl_lock_access, void* user) {
+  // libcurl's lock/unlock callback pair: one acquires, the other releases, which
+  // the thread-safety analysis cannot follow.
+  static void Lock(CURL*, curl_lock_data data, curl_lock_access, void* user)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
     static_cast<Share*>(user)->locks[data].Lock();
   }
-  static void Unlock(CURL*, curl_lock_data data, void* user) {
+  static void Unlock(CURL*, curl_lock_data data, void* user) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     static_cast<Share*>(user)->locks[data].Unlock();
   }
 };
@@ -359,8 +364,8 @@ absl::StatusOr<HttpResponse> CurlTransport::SendOnce(const HttpRequest& req) {
   if (rc == CURLE_SEND_FAIL_REWIND) {
     // curl wanted to resend a body it cannot rewind: the connection died
     // under the request. Say that, not curl's words for its own next step.
-    why = absl::StrCat("connection lost while sending the request body (", resp.bytes_sent,
-                       " bytes sent)");
+    why = absl::StrCat("connection lost while sending the request body (",
+                       std::max<int64_t>(t.max_sent, resp.bytes_sent), " bytes sent)");
   } else {
     why = errbuf[0] != '\0' ? std::string(errbuf) : curl_easy_strerror(rc);
     while (!why.empty() && (why.back() == '\n' || why.back() == '\r')) why.pop_back();

@@ -15,6 +15,8 @@ namespace {
 
 constexpr char kOctetStream[] = "application/octet-stream";
 constexpr absl::Duration kCommitStallTimeout = absl::Minutes(10);
+// The smallest part S3-backed registries (ECR) take before the last one.
+constexpr int64_t kMinStoragePart = 5 << 20;
 
 std::optional<int64_t> HeldFromRange(const std::optional<std::string>& range) {
   if (!range.has_value()) return std::nullopt;
@@ -89,6 +91,11 @@ void BlobUploader::TakeChunkLimits(const HttpResponse& resp) {
   if (auto min = HeaderInt(resp, "oci-chunk-min-length")) {
     chunk_ = std::max(chunk_, *min);
     min_chunk_ = *min;
+  }
+  if (part_floor_) {
+    // The registry refused a part under 5 MiB (ECR, S3-backed stores).
+    chunk_ = std::max(chunk_, kMinStoragePart);
+    min_chunk_ = std::max(min_chunk_, kMinStoragePart);
   }
   if (auto max = HeaderInt(resp, "oci-chunk-max-length")) chunk_ = std::min(chunk_, *max);
   min_chunk_ = std::min(min_chunk_, chunk_);
@@ -200,11 +207,13 @@ absl::Status BlobUploader::SendChunk() {
   absl::StatusOr<HttpResponse> resp = Send(req);
   if (!resp.ok()) return resp.status();
   bytes_sent_ += resp->bytes_sent;
+  if (resp->status == 400) RETURN_IF_ERROR(RefusedSmallParts());
   if (resp->status == 202 || resp->status == 201 || resp->status == 204) {
     TakeLocation(*resp, req.url);
     // Track acknowledged bytes ourselves: some registries (ECR) stop
     // advancing Range after the first chunk.
     offset_ = start + len;
+    if (len < kMinStoragePart && offset_ < job_.size) small_part_sent_ = true;
     ReportProgress(offset_, true);
     return absl::OkStatus();
   }
@@ -226,9 +235,24 @@ absl::Status BlobUploader::Commit() {
   req.stall_timeout = kCommitStallTimeout;
   ASSIGN_OR_RETURN(HttpResponse resp, Send(req));
   if (resp.status == 201 || resp.status == 204) return absl::OkStatus();
+  if (resp.status == 400) RETURN_IF_ERROR(RefusedSmallParts());
   if (resp.status == 404) return absl::AbortedError("upload session lost (PUT answered 404)");
   if (resp.status == 416) return absl::OutOfRangeError("PUT answered 416: asking where to resume");
   return StatusFromHttp(resp, "PUT blob (commit)");
+}
+
+absl::Status BlobUploader::RefusedSmallParts() {
+  if (!small_part_sent_ || part_floor_) return absl::OkStatus();
+  // A 400 after a part under 5 MiB: the registry wants bigger parts (ECR
+  // refuses them at the next PATCH or at the commit). Drop this session and
+  // start again with 5 MiB parts, once.
+  part_floor_ = true;
+  small_part_sent_ = false;
+  Abandon();
+  offset_ = 0;
+  LogInfo("upload of ", job_.digest, " to ", job_.repo.String(),
+          ": the registry refused parts under 5 MiB; starting again with 5 MiB parts");
+  return absl::AbortedError("the registry refused parts under 5 MiB; starting again with 5 MiB parts");
 }
 
 // Asks the registry how many bytes the session holds and where it now lives.
@@ -354,7 +378,8 @@ absl::StatusOr<LayerOutcomeKind> BlobUploader::Run() {
       }
     } else if (location_.empty()) {
       st = OpenSession();
-    } else if (offset_ == 0 && job_.size <= job_.monolithic_threshold) {
+    } else if (offset_ == 0 && job_.size <= std::min(job_.monolithic_threshold, chunk_)) {
+      // One PUT, unless the registry's OCI-Chunk-Max-Length is smaller.
       st = SendMonolithic();
       done = st.ok();
       commit_failed_ = !st.ok();

@@ -91,6 +91,9 @@ class BlobUploader {
   [[nodiscard]] absl::Status SendChunk();
   [[nodiscard]] absl::Status Commit();
   [[nodiscard]] absl::Status Recover();
+  // After a 400: OK when it is not about part sizes, else ABORTED with the
+  // session dropped and parts raised to 5 MiB.
+  [[nodiscard]] absl::Status RefusedSmallParts();
   [[nodiscard]] absl::StatusOr<LayerOutcomeKind> Fail(absl::Status st);
   void Abandon();
 
@@ -120,6 +123,8 @@ class BlobUploader {
   // The last request that carried a body ended without an answer: the
   // session's Location may be stale.
   bool interrupted_ = false;
+  bool small_part_sent_ = false;  // a part under 5 MiB went before the last
+  bool part_floor_ = false;       // parts are at least 5 MiB from now on
   bool commit_failed_ = false;   // a PUT ?digest= failed: HEAD before resuming
   bool landed_ = false;          // ... and the HEAD found the blob
   bool refused_offset_ = false;  // the last failure was a 416
