@@ -43,9 +43,9 @@ if(REGD_FUZZ)
   if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
     message(FATAL_ERROR "REGD_FUZZ needs clang (-DCMAKE_CXX_COMPILER=clang++-14)")
   endif()
-  # Only regd_core and tests/fuzz: no gtests (they would add tests/fuzz a second time).
+  # Only regd_core and the fuzz targets: no gtests (they would add the targets again).
   set(REGD_BUILD_TESTS OFF CACHE BOOL "Build the tests" FORCE)
-  # The fuzz targets add -fsanitize=fuzzer themselves (tests/fuzz/CMakeLists.txt).
+  # The fuzz targets add -fsanitize=fuzzer themselves (tests/fuzz/fuzz_targets.cmake).
   add_compile_options(-fsanitize=fuzzer-no-link ${REGD_UBSAN_FLAGS})
   add_link_options(-fsanitize=address,undefined)
 endif()
