@@ -106,10 +106,10 @@ absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(BlobSpec spec,
           absl::StrCat("inline data is ", spec.data->size(), " bytes; the cap is ",
                        options_.max_inline_bytes, " (use a file path for larger blobs)"));
     }
-    // Held twice while the call runs: the request's copy (gRPC's) and ours.
+    // Held (once: regd borrows the request's bytes) while the call runs.
     ASSIGN_OR_RETURN(p.inline_bytes,
-                     inline_budget_.Reserve(2 * static_cast<int64_t>(spec.data->size())));
-    p.blob = OpenedBlob::FromData(std::move(*spec.data));
+                     inline_budget_.Reserve(static_cast<int64_t>(spec.data->size())));
+    p.blob = OpenedBlob::FromView(*spec.data);
   } else {
     return absl::InvalidArgumentError("blob source needs a path or data");
   }

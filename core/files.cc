@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -91,7 +92,15 @@ int WalkBeneath(int dir_fd, const std::string& rel, FileKind kind) {
     const bool last = i + 1 == parts.size();
     int flags = last ? OpenFlags(kind) : (O_RDONLY | O_CLOEXEC | O_DIRECTORY);
     int fd = ::openat(current(), part.c_str(), flags | O_NOFOLLOW);
-    if (fd < 0) return -1;
+    if (fd < 0) {
+      // O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR: call it what it is.
+      struct stat st;
+      if (errno == ENOTDIR && ::fstatat(current(), part.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISLNK(st.st_mode)) {
+        errno = ELOOP;
+      }
+      return -1;
+    }
     if (last) return fd;
     stack.emplace_back(fd);
   }
@@ -107,20 +116,23 @@ void UniqueFd::Reset() {
 }
 
 absl::StatusOr<UniqueFd> OpenBeneath(int dir_fd, const std::string& relative, FileKind kind,
-                                     absl::string_view shown) {
+                                     absl::string_view shown, Resolver resolver) {
   if (relative.size() > kMaxPathBytes || relative.find('\0') != std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat("bad file path ", ForMessage(shown)));
   }
   const std::string rel = relative.empty() ? "." : relative;
-  static bool have_openat2 = true;  // benign race: every thread finds the same
+  static std::atomic<bool> have_openat2{true};
   int fd = -1;
-  if (have_openat2) {
+  bool walk = resolver == Resolver::kWalk || !have_openat2.load(std::memory_order_relaxed);
+  if (!walk) {
     fd = OpenAt2(dir_fd, rel, kind);
     if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
-      have_openat2 = false;
+      // No openat2 here (an old kernel, or a seccomp filter that refuses it).
+      have_openat2.store(false, std::memory_order_relaxed);
+      walk = true;
     }
   }
-  if (!have_openat2) fd = WalkBeneath(dir_fd, rel, kind);
+  if (walk) fd = WalkBeneath(dir_fd, rel, kind);
   if (fd < 0) return OpenError(errno, shown);
   UniqueFd out(fd);
   struct stat st;

@@ -63,10 +63,15 @@ enum class FileKind {
                                                         const std::vector<std::string>& roots,
                                                         FileKind kind = FileKind::kRegular);
 
+// How OpenBeneath resolves: openat2 where the kernel has it, or (for tests of
+// the fallback) always the O_NOFOLLOW walk.
+enum class Resolver { kAuto, kWalk };
+
 // Opens `relative` beneath the directory `dir_fd` in the same way. `shown`
 // names the file in messages.
 [[nodiscard]] absl::StatusOr<UniqueFd> OpenBeneath(int dir_fd, const std::string& relative,
-                                                   FileKind kind, absl::string_view shown);
+                                                   FileKind kind, absl::string_view shown,
+                                                   Resolver resolver = Resolver::kAuto);
 
 // Reads all of `fd` (from its current offset); RESOURCE_EXHAUSTED past `max_size`.
 [[nodiscard]] absl::StatusOr<std::string> ReadSmallFd(int fd, size_t max_size,

@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "core/config.h"
 #include "core/files.h"
@@ -59,6 +60,8 @@ namespace {
 
 // How long past --shutdown_grace a SIGTERM may take before regd exits anyway.
 constexpr absl::Duration kShutdownSlack = absl::Seconds(15);
+// How long destroying the server may take once every call has ended.
+constexpr absl::Duration kTeardownLimit = absl::Seconds(5);
 
 [[nodiscard]] absl::Status WriteReadyFile(const std::string& path, const std::string& address) {
   std::string tmp = absl::StrCat(path, ".tmp");
@@ -218,7 +221,24 @@ int Run(int argc, char** argv) {
     LogWarning("regd stopped with engine work still running");
     std::_Exit(0);
   }
-  server->reset();
+  // Every call has ended. Tearing down gRPC can still hang (gRPC 1.51 waits in
+  // grpc_shutdown for a thread of its own that the OS refused to start, e.g.
+  // under RLIMIT_NPROC): give it a few seconds, then leave without it.
+  absl::Notification torn_down;
+  try {
+    std::thread([&server, &torn_down] {
+      server->reset();
+      torn_down.Notify();
+    }).detach();
+  } catch (const std::system_error&) {
+    LogWarning("regd stopped (no thread for the teardown; skipping it)");
+    std::_Exit(0);
+  }
+  if (!torn_down.WaitForNotificationWithTimeout(kTeardownLimit)) {
+    LogWarning("regd stopped (gRPC's teardown did not finish in ",
+               absl::FormatDuration(kTeardownLimit), "; skipped)");
+    std::_Exit(0);
+  }
   LogInfo("regd stopped");
   return 0;
 }

@@ -68,7 +68,15 @@ absl::StatusOr<std::unique_ptr<OpenedBlob>> OpenedBlob::FromFd(UniqueFd fd, std:
 std::unique_ptr<OpenedBlob> OpenedBlob::FromData(std::string data) {
   std::unique_ptr<OpenedBlob> b(new OpenedBlob());
   b->size_ = static_cast<int64_t>(data.size());
-  b->data_ = std::move(data);
+  b->owned_ = std::move(data);
+  b->data_ = b->owned_;
+  return b;
+}
+
+std::unique_ptr<OpenedBlob> OpenedBlob::FromView(absl::string_view data) {
+  std::unique_ptr<OpenedBlob> b(new OpenedBlob());
+  b->size_ = static_cast<int64_t>(data.size());
+  b->data_ = data;
   return b;
 }
 

@@ -29,6 +29,8 @@ class OpenedBlob {
                                                                           std::string shown);
   // Wraps inline bytes (copied once into the blob).
   static std::unique_ptr<OpenedBlob> FromData(std::string data);
+  // Wraps inline bytes without copying them; they must outlive the blob.
+  static std::unique_ptr<OpenedBlob> FromView(absl::string_view data);
   ~OpenedBlob();
   OpenedBlob(const OpenedBlob&) = delete;
   OpenedBlob& operator=(const OpenedBlob&) = delete;
@@ -51,7 +53,8 @@ class OpenedBlob {
  private:
   OpenedBlob() = default;
   UniqueFd fd_;
-  std::string data_;
+  std::string owned_;       // FromData's bytes
+  absl::string_view data_;  // the inline bytes (owned_ or borrowed)
   int64_t size_ = 0;
   std::string path_;
   std::string identity_;

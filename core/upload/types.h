@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/manifest/manifest.h"
 
@@ -21,7 +22,9 @@ namespace regd {
 // One blob to upload: a file (path) or inline bytes (data).
 struct BlobSpec {
   std::optional<std::string> path;
-  std::optional<std::string> data;
+  // Inline bytes, borrowed: they belong to the request, which outlives the
+  // engine call (regd never copies a caller's inline data).
+  std::optional<absl::string_view> data;
   std::string digest;      // optional: computed when empty, verified when given
   int64_t size = -1;       // optional: -1 computes it
   std::string media_type;  // optional
