@@ -298,6 +298,11 @@ class CredentialSourcesTest(testing.IntegrationCase):
         d = self.start({"credHelpers": {BASIC.host: "regdtest", TOKEN.host: "regdtest"}}, env)
         self.assertReads(d)
         self.assertEqual(set(cred_helper.queries(directory, "regdtest")), {BASIC.host, TOKEN.host})
+        # The helper printed each secret on its stderr; none reaches regd's log.
+        log = d.log()
+        for _, secret in (BASIC_USER, TOKEN_USER):
+            self.assertNotIn(secret, log)
+        self.assertNotIn("helper debug", log)
 
     def test_cred_helper_wins_over_auths(self):
         directory, env = self.helper({BASIC.host: BASIC_USER})

@@ -840,6 +840,37 @@ class WireTest(WriteCase):
         # not go back without a RetryEvent saying why.
         self.assertLayerStream(s, size, "UPLOADED")
 
+    def test_claiming_another_callers_digest_never_succeeds(self):
+        # A caller may name a digest that another caller is uploading. Sharing
+        # (or finding the blob there already) must still check the caller's own
+        # bytes: a 4-byte blob or a same-size impostor naming the digest fails.
+        size = 24 * MiB
+        data = random_bytes(size, "claimed")
+        digest = sha256(data)
+        path = write_file(os.path.join(ALLOWED, "blobs"), uniq("claimed"), data)
+        impostor = write_file(os.path.join(ALLOWED, "blobs"), uniq("impostor"),
+                              random_bytes(size, "impostor"))
+        repo = "wire/" + uniq("claimed")
+        target = "%s/%s" % (PROXY.host, repo)
+        rate = PROXY.add_fault("throttle", method="PATCH", times=None, rate=8 * MiB)
+        leader = call_async(lambda: write_layer(target, pb.BlobSource(path=path)))
+        util.wait_until(lambda: PROXY.log(method="PATCH"), 10, what="the leader's first PATCH")
+        tiny = write_layer(target, pb.BlobSource(data=b"evil", digest=digest))
+        self.assertEqual(tiny.code, grpc.StatusCode.INVALID_ARGUMENT, tiny.summary())
+        same_size = write_layer(target, pb.BlobSource(path=impostor, digest=digest, size=size))
+        self.assertEqual(same_size.code, grpc.StatusCode.INVALID_ARGUMENT, same_size.summary())
+        self.assertIn("hash", same_size.details)
+        PROXY.remove_fault(rate)
+        leader.join(T)
+        self.assertLayerStream(leader.value, size, "UPLOADED")
+        # Now the blob is there: EXISTED is no shortcut either.
+        for source in (pb.BlobSource(data=b"evil", digest=digest),
+                       pb.BlobSource(path=impostor, digest=digest)):
+            s = write_layer(target, source)
+            self.assertEqual(s.code, grpc.StatusCode.INVALID_ARGUMENT, s.summary())
+        self.assertLayerStream(write_layer(target, pb.BlobSource(path=path, digest=digest)),
+                               size, "EXISTED")
+
     def test_cancel_push_image(self):
         img = images.build_image(uniq("cancel-push"), {"a": "b"}, layer_sizes=(12 * MiB, 100))
         layout = write_layout("cancel-push", img.manifest, "v1", images.all_blobs(img))
