@@ -88,7 +88,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineOptions options) {
     if (!rc.credentials_file.empty()) co.credentials_files[name] = rc.credentials_file;
   }
   e->credentials_ = std::make_unique<CredentialStore>(std::move(co), e->clock_);
-  e->auth_ = std::make_unique<Authenticator>(e->transport_.get(), e->credentials_.get(), e->clock_);
+  e->auth_ = std::make_unique<Authenticator>(e->transport_.get(), e->credentials_.get(), e->clock_,
+                                             e->egress_.get());
   e->client_ =
       std::make_unique<RegistryClient>(e->transport_.get(), e->auth_.get(), e->egress_.get());
   e->uploads_ = std::make_unique<SharedUploads>();

@@ -8,8 +8,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "absl/strings/match.h"
@@ -50,26 +50,40 @@ absl::Status OpenError(int err, absl::string_view shown) {
   }
 }
 
-int OpenFlags(FileKind kind) {
-  int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+// Resolution opens with O_PATH: it names the file without opening it, so a
+// FIFO cannot block and a device sees no open() (some act on one). The kind
+// is checked on that handle; only then is the file really opened.
+int PathFlags(FileKind kind) {
+  int flags = O_PATH | O_CLOEXEC;
   if (kind == FileKind::kDirectory) flags |= O_DIRECTORY;
   return flags;
 }
 
-// openat2 with RESOLVE_BENEATH; -1 with errno set. ENOSYS (or EPERM from a
-// seccomp filter that does not know the call) means "not available".
-int OpenAt2(int dir_fd, const std::string& rel, FileKind kind) {
+int OpenAt2Raw(int dir_fd, const char* rel, int flags) {
   struct open_how how;
   std::memset(&how, 0, sizeof how);
-  how.flags = static_cast<uint64_t>(OpenFlags(kind));
+  how.flags = static_cast<uint64_t>(flags);
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
   long fd = -1;
   // EAGAIN: a rename raced with the lookup; the kernel asks for another try.
   for (int tries = 0; tries < 64; ++tries) {
-    fd = ::syscall(SYS_openat2, dir_fd, rel.c_str(), &how, sizeof how);
+    fd = ::syscall(SYS_openat2, dir_fd, rel, &how, sizeof how);
     if (fd >= 0 || (errno != EINTR && errno != EAGAIN)) break;
   }
   return static_cast<int>(fd);
+}
+
+// Whether this kernel (and seccomp filter) lets us use openat2: asked once.
+bool HaveOpenAt2() {
+  static const bool have = [] {
+    int fd = OpenAt2Raw(AT_FDCWD, ".", O_PATH | O_CLOEXEC);
+    if (fd >= 0) {
+      ::close(fd);
+      return true;
+    }
+    return errno != ENOSYS && errno != EPERM;
+  }();
+  return have;
 }
 
 // The fallback: one openat per component, O_NOFOLLOW each time, `..` only
@@ -90,8 +104,9 @@ int WalkBeneath(int dir_fd, const std::string& rel, FileKind kind) {
       continue;
     }
     const bool last = i + 1 == parts.size();
-    int flags = last ? OpenFlags(kind) : (O_RDONLY | O_CLOEXEC | O_DIRECTORY);
-    int fd = ::openat(current(), part.c_str(), flags | O_NOFOLLOW);
+    // O_PATH|O_NOFOLLOW opens a symlink itself rather than failing.
+    int fd = ::openat(current(), part.c_str(),
+                      (last ? PathFlags(kind) : O_PATH | O_CLOEXEC | O_DIRECTORY) | O_NOFOLLOW);
     if (fd < 0) {
       // O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR: call it what it is.
       struct stat st;
@@ -101,11 +116,29 @@ int WalkBeneath(int dir_fd, const std::string& rel, FileKind kind) {
       }
       return -1;
     }
-    if (last) return fd;
+    if (last) {
+      struct stat st;
+      if (::fstat(fd, &st) == 0 && S_ISLNK(st.st_mode)) {
+        ::close(fd);
+        errno = ELOOP;
+        return -1;
+      }
+      return fd;
+    }
     stack.emplace_back(fd);
   }
   // "" or "." or "a/..": the start directory itself.
-  return ::openat(current(), ".", OpenFlags(kind));
+  return ::openat(current(), ".", PathFlags(kind));
+}
+
+// Opens for reading the file an O_PATH descriptor names. Through
+// /proc/self/fd this is the very same inode (no path is looked up again).
+int ReopenForReading(int path_fd, FileKind kind) {
+  int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY;
+  if (kind == FileKind::kDirectory) flags |= O_DIRECTORY;
+  char proc[64];
+  std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", path_fd);
+  return ::open(proc, flags);
 }
 
 }  // namespace
@@ -121,22 +154,12 @@ absl::StatusOr<UniqueFd> OpenBeneath(int dir_fd, const std::string& relative, Fi
     return absl::InvalidArgumentError(absl::StrCat("bad file path ", ForMessage(shown)));
   }
   const std::string rel = relative.empty() ? "." : relative;
-  static std::atomic<bool> have_openat2{true};
-  int fd = -1;
-  bool walk = resolver == Resolver::kWalk || !have_openat2.load(std::memory_order_relaxed);
-  if (!walk) {
-    fd = OpenAt2(dir_fd, rel, kind);
-    if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
-      // No openat2 here (an old kernel, or a seccomp filter that refuses it).
-      have_openat2.store(false, std::memory_order_relaxed);
-      walk = true;
-    }
-  }
-  if (walk) fd = WalkBeneath(dir_fd, rel, kind);
+  const bool walk = resolver == Resolver::kWalk || !HaveOpenAt2();
+  int fd = walk ? WalkBeneath(dir_fd, rel, kind) : OpenAt2Raw(dir_fd, rel.c_str(), PathFlags(kind));
   if (fd < 0) return OpenError(errno, shown);
-  UniqueFd out(fd);
+  UniqueFd path(fd);
   struct stat st;
-  if (::fstat(out.get(), &st) != 0) return OpenError(errno, shown);
+  if (::fstat(path.get(), &st) != 0) return OpenError(errno, shown);
   const bool right_kind = kind == FileKind::kRegular ? S_ISREG(st.st_mode) : S_ISDIR(st.st_mode);
   if (!right_kind) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -144,9 +167,23 @@ absl::StatusOr<UniqueFd> OpenBeneath(int dir_fd, const std::string& relative, Fi
                                                         "device or directory)"
                                                       : " is not a directory"));
   }
-  // Regular files and directories never block; reads need no O_NONBLOCK.
-  int fl = ::fcntl(out.get(), F_GETFL);
-  if (fl >= 0) (void)::fcntl(out.get(), F_SETFL, fl & ~O_NONBLOCK);
+  UniqueFd out(ReopenForReading(path.get(), kind));
+  if (!out.valid()) {
+    if (errno != ENOENT) return OpenError(errno, shown);
+    // No /proc: open the name again (non-blocking) and make sure it is still
+    // the file that was checked.
+    int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+                (kind == FileKind::kDirectory ? O_DIRECTORY : 0);
+    out = UniqueFd(walk ? -1 : OpenAt2Raw(dir_fd, rel.c_str(), flags));
+    struct stat again;
+    if (!out.valid() || ::fstat(out.get(), &again) != 0 || again.st_dev != st.st_dev ||
+        again.st_ino != st.st_ino) {
+      return absl::UnavailableError(
+          absl::StrCat(ForMessage(shown), " changed while it was being opened"));
+    }
+    int fl = ::fcntl(out.get(), F_GETFL);
+    if (fl >= 0) (void)::fcntl(out.get(), F_SETFL, fl & ~O_NONBLOCK);
+  }
   return out;
 }
 

@@ -1,6 +1,9 @@
 #include "core/json.h"
 
+#include <vector>
+
 #include "absl/strings/str_cat.h"
+#include "core/text.h"
 #include "rapidjson/error/en.h"
 
 namespace regd {
@@ -56,6 +59,27 @@ absl::Status ParseUntrustedJson(absl::string_view text, absl::string_view what,
     return absl::InvalidArgumentError(
         absl::StrCat(what, " is not valid JSON (offset ", doc->GetErrorOffset(), ": ",
                      rapidjson::GetParseError_En(doc->GetParseError()), ")"));
+  }
+  // The encoding check sees bytes, not escapes: "\udc00" (a lone surrogate)
+  // still decodes to invalid UTF-8. Check every string, without recursion.
+  std::vector<const rapidjson::Value*> pending{doc};
+  while (!pending.empty()) {
+    const rapidjson::Value* v = pending.back();
+    pending.pop_back();
+    if (v->IsString()) {
+      if (!IsValidUtf8(absl::string_view(v->GetString(), v->GetStringLength()))) {
+        return absl::InvalidArgumentError(absl::StrCat(what, " has a string that is not UTF-8"));
+      }
+    } else if (v->IsArray()) {
+      for (const auto& item : v->GetArray()) pending.push_back(&item);
+    } else if (v->IsObject()) {
+      for (const auto& m : v->GetObject()) {
+        if (!IsValidUtf8(absl::string_view(m.name.GetString(), m.name.GetStringLength()))) {
+          return absl::InvalidArgumentError(absl::StrCat(what, " has a key that is not UTF-8"));
+        }
+        pending.push_back(&m.value);
+      }
+    }
   }
   return absl::OkStatus();
 }

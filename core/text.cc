@@ -55,38 +55,89 @@ bool StartsWithNoCase(absl::string_view s, size_t at, absl::string_view word) {
   return absl::EqualsIgnoreCase(s.substr(at, word.size()), word);
 }
 
-// Keys whose values are secrets, matched case-insensitively.
-constexpr absl::string_view kSecretKeys[] = {
-    "authorization", "access_token", "refresh_token", "identitytoken",
-    "registrytoken", "password",     "passwd",        "secret",
-    "token",         "auth",         "signature",     "credential",
+// Names whose values are secrets: an identifier ending in one of these
+// ("x_password", "client_secret", "X-Registry-Auth", "private-token").
+constexpr absl::string_view kSecretSuffixes[] = {
+    "authorization", "token",       "password",  "passwd", "secret",  "auth",
+    "credential",    "credentials", "signature", "apikey", "api_key", "api-key",
 };
 
-// At s[at] a secret key: the index where its value starts (after optional
-// quote, spaces, ':' or '=', spaces, quote), or npos when no value follows.
-size_t SecretValueStart(absl::string_view s, size_t at, size_t key_len) {
-  size_t i = at + key_len;
-  // The key must end here (not "tokenizer"), maybe with a closing quote.
-  if (i < s.size() && (absl::ascii_isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_')) {
-    return absl::string_view::npos;
+bool IdentChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+}
+
+bool EndsWithSecretName(absl::string_view ident) {
+  for (absl::string_view suffix : kSecretSuffixes) {
+    if (absl::EndsWithIgnoreCase(ident, suffix)) return true;
   }
-  if (i < s.size() && (s[i] == '"' || s[i] == '\'')) ++i;
-  while (i < s.size() && s[i] == ' ') ++i;
-  if (i >= s.size() || (s[i] != ':' && s[i] != '=')) return absl::string_view::npos;
-  ++i;
-  while (i < s.size() && s[i] == ' ') ++i;
-  if (i < s.size() && (s[i] == '"' || s[i] == '\'')) ++i;
+  return false;
+}
+
+// Skips spaces and tabs from `i`.
+size_t SkipBlanks(absl::string_view s, size_t i) {
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
   return i;
 }
 
-size_t ValueEnd(absl::string_view s, size_t i, bool header_value) {
+// At s[i] a scheme word ("Bearer", "Basic") followed by blanks (or "%20"):
+// the index of what follows, else npos.
+size_t AfterScheme(absl::string_view s, size_t i) {
+  for (absl::string_view scheme : {"bearer", "basic"}) {
+    if (!StartsWithNoCase(s, i, scheme)) continue;
+    size_t j = i + scheme.size();
+    if (j < s.size() && (s[j] == ' ' || s[j] == '\t')) return SkipBlanks(s, j);
+    if (StartsWithNoCase(s, j, "%20")) return j + 3;
+  }
+  return absl::string_view::npos;
+}
+
+// After a secret name at s[i..]: optional closing quote, blanks, ':' or '='
+// (or "%3A"/"%3D"), blanks. The value's start, or npos when none follows.
+size_t ValueStart(absl::string_view s, size_t i) {
+  if (i < s.size() && (s[i] == '"' || s[i] == '\'')) ++i;
+  i = SkipBlanks(s, i);
+  if (i < s.size() && (s[i] == ':' || s[i] == '=')) {
+    ++i;
+  } else if (StartsWithNoCase(s, i, "%3a") || StartsWithNoCase(s, i, "%3d")) {
+    i += 3;
+  } else {
+    return absl::string_view::npos;
+  }
+  return SkipBlanks(s, i);
+}
+
+// The end of the value starting at s[i]: up to the closing quote for a
+// quoted value, else up to a delimiter.
+size_t ValueEnd(absl::string_view s, size_t i) {
+  if (i < s.size() && (s[i] == '"' || s[i] == '\'')) {
+    const char quote = s[i];
+    size_t j = i + 1;
+    while (j < s.size() && s[j] != quote && s[j] != '\n') {
+      if (s[j] == '\\') ++j;
+      ++j;
+    }
+    return std::min(j + 1, s.size());
+  }
+  size_t after_scheme = AfterScheme(s, i);
+  if (after_scheme != absl::string_view::npos) i = after_scheme;
   while (i < s.size()) {
-    char c = s[i];
-    if (c == '"' || c == '\'' || c == '&' || c == ',' || c == '}' || c == '\n' || c == '\r') break;
-    if (c == ' ' && !header_value) break;
+    const char c = s[i];
+    if (c == '"' || c == '\'' || c == '&' || c == ',' || c == ';' || c == '}' || c == ' ' ||
+        c == '\t' || c == '\n' || c == '\r') {
+      break;
+    }
     ++i;
   }
   return i;
+}
+
+// A long run that is not a digest's hex (64 or 128 lower-case hex digits).
+bool LooksLikeSecretRun(absl::string_view run) {
+  bool hex = true;
+  for (char c : run)
+    hex = hex && (absl::ascii_isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f'));
+  if (hex) return run.size() >= 32 && run.size() != 64 && run.size() != 128;
+  return run.size() >= 40;
 }
 
 }  // namespace
@@ -143,52 +194,50 @@ std::string RedactSecrets(absl::string_view s) {
   out.reserve(s.size());
   size_t i = 0;
   while (i < s.size()) {
-    // "Bearer xyz" / "Basic xyz"
-    bool done = false;
-    for (absl::string_view scheme : {"bearer ", "basic "}) {
-      if (StartsWithNoCase(s, i, scheme)) {
-        size_t v = i + scheme.size();
-        size_t e = v;
-        while (e < s.size() && TokenChar(s[e])) ++e;
-        if (e > v) {
-          out.append(s.data() + i, scheme.size());
-          out.append(kRedacted);
-          i = e;
-          done = true;
-          break;
-        }
-      }
-    }
-    if (done) continue;
-    for (absl::string_view key : kSecretKeys) {
-      if (!StartsWithNoCase(s, i, key)) continue;
-      size_t v = SecretValueStart(s, i, key.size());
-      if (v == absl::string_view::npos) continue;
-      size_t e = ValueEnd(s, v, key == "authorization");
-      out.append(s.data() + i, v - i);
-      out.append(kRedacted);
-      i = e;
-      done = true;
-      break;
-    }
-    if (done) continue;
-    // Long token-looking runs (JWTs, keys), but not digests (lower-case hex).
-    if (RunChar(s[i]) && (i == 0 || !RunChar(s[i - 1]))) {
-      size_t e = i;
-      bool hex_only = true;
-      while (e < s.size() && RunChar(s[e])) {
-        const char c = s[e];
-        hex_only = hex_only &&
-                   (absl::ascii_isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f'));
-        ++e;
-      }
-      if (e - i >= 40 && !hex_only) {
+    const bool boundary = i == 0 || !IdentChar(s[i - 1]);
+    // "Bearer xyz" / "Basic xyz" anywhere.
+    size_t after = boundary ? AfterScheme(s, i) : absl::string_view::npos;
+    if (after != absl::string_view::npos) {
+      size_t e = after;
+      while (e < s.size() && TokenChar(s[e])) ++e;
+      if (e > after) {
+        out.append(s.data() + i, after - i);
         out.append(kRedacted);
         i = e;
         continue;
       }
-      out.append(s.data() + i, e - i);
-      i = e;
+    }
+    if (boundary && IdentChar(s[i])) {
+      size_t e = i;
+      while (e < s.size() && IdentChar(s[e])) ++e;
+      absl::string_view ident = s.substr(i, e - i);
+      size_t v = EndsWithSecretName(ident) ? ValueStart(s, e) : absl::string_view::npos;
+      if (v != absl::string_view::npos && v < s.size()) {
+        size_t end = ValueEnd(s, v);
+        const bool quoted = s[v] == '"' || s[v] == '\'';
+        out.append(s.data() + i, v - i);
+        if (quoted) out.push_back(s[v]);
+        out.append(kRedacted);
+        if (quoted && end > v + 1 && s[end - 1] == s[v]) out.push_back(s[v]);
+        i = end;
+        continue;
+      }
+    }
+    // Long token-looking runs (JWTs, keys), but not digests.
+    if (RunChar(s[i]) && (i == 0 || !RunChar(s[i - 1]))) {
+      size_t e = i;
+      while (e < s.size() && RunChar(s[e])) ++e;
+      absl::string_view run = s.substr(i, e - i);
+      if (LooksLikeSecretRun(run)) {
+        out.append(kRedacted);
+        i = e;
+        continue;
+      }
+      // Not a secret as a whole: copy up to the next place a name could start.
+      size_t stop = i + 1;
+      while (stop < e && IdentChar(s[stop - 1]) && IdentChar(s[stop])) ++stop;
+      out.append(s.data() + i, stop - i);
+      i = stop;
       continue;
     }
     out.push_back(s[i]);

@@ -38,6 +38,9 @@ ABSL_FLAG(std::vector<std::string>, allowed_registries, {},
 ABSL_FLAG(int64_t, inline_memory, 64 << 20,
           "Bytes of inline blob data (BlobSource.data) all calls together may hold; past it "
           "calls get RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, grpc_memory, 64 << 20,
+          "Memory gRPC may use for calls in flight (its resource quota): past it, gRPC slows "
+          "callers down or refuses new calls (UNAVAILABLE)");
 ABSL_FLAG(std::vector<std::string>, allowed_paths, {},
           "Comma list of directories that file sources (BlobSource.path, OciLayout.path) may "
           "be read from");
@@ -101,6 +104,10 @@ constexpr absl::Duration kTeardownLimit = absl::Seconds(5);
   o.max_concurrent_calls = absl::GetFlag(FLAGS_max_concurrent_calls);
   if (o.max_concurrent_calls < 1) {
     return absl::InvalidArgumentError("--max_concurrent_calls must be at least 1");
+  }
+  o.grpc_memory_bytes = absl::GetFlag(FLAGS_grpc_memory);
+  if (o.grpc_memory_bytes < (16 << 20)) {
+    return absl::InvalidArgumentError("--grpc_memory must be at least 16777216 (16 MiB)");
   }
   EngineOptions& e = o.engine;
   for (const std::string& r : absl::GetFlag(FLAGS_insecure_registries)) {

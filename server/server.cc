@@ -75,7 +75,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(ServerOptions opti
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(s->service_.get());
   builder.SetMaxSendMessageSize(64 << 20);
-  builder.SetMaxReceiveMessageSize(16 << 20);  // inline blob data is capped at 4 MiB
+  // Inline blob data is capped at 4 MiB a blob; a request a few blobs big is
+  // the most any call needs (larger blobs go by path).
+  builder.SetMaxReceiveMessageSize(8 << 20);
+  // Bytes gRPC may hold for incoming messages across all calls: under
+  // pressure it shrinks flow-control windows, so callers wait instead of
+  // the daemon buffering every request at once.
+  grpc::ResourceQuota quota("regd");
+  quota.Resize(static_cast<size_t>(options.grpc_memory_bytes));
+  builder.SetResourceQuota(quota);
   s->grpc_server_ = builder.BuildAndStart();
   if (s->grpc_server_ == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen,

@@ -26,6 +26,8 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:50051";
   // Calls running at once; beyond it calls fail with RESOURCE_EXHAUSTED.
   int max_concurrent_calls = 1024;
+  // Memory gRPC may use for calls in flight (its ResourceQuota).
+  int64_t grpc_memory_bytes = 64 << 20;
   EngineOptions engine;
 };
 

@@ -17,6 +17,12 @@ namespace {
 
 // A challenge is re-read from /v2/ at least this often.
 constexpr absl::Duration kChallengeTtl = absl::Minutes(5);
+// Real tokens (JWTs from ECR, GCR, ACR, Docker Hub) are a few KiB.
+constexpr size_t kMaxTokenBytes = 64 << 10;
+// Registries whose challenge is remembered; past it, idle ones are forgotten.
+constexpr size_t kMaxRegistries = 4096;
+// Ping and token requests must answer within this.
+constexpr absl::Duration kAuthRequestLimit = absl::Seconds(30);
 
 const Challenge* Pick(const std::vector<Challenge>& chs, absl::string_view scheme) {
   for (const Challenge& c : chs) {
@@ -92,6 +98,10 @@ absl::StatusOr<BearerToken> ParseTokenResponse(absl::string_view body) {
     if (!tok.value.empty()) break;
   }
   if (tok.value.empty()) return absl::InvalidArgumentError("sent no token");
+  if (tok.value.size() > kMaxTokenBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("sent a token of ", tok.value.size(),
+                                                   " bytes (at most ", kMaxTokenBytes, ")"));
+  }
   // A token goes into an HTTP header: refuse bytes that would break it.
   for (char c : tok.value) {
     if (static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) > 0x7e) {
@@ -114,8 +124,22 @@ std::string PushScope(const std::string& repo_path) {
   return absl::StrCat("repository:", repo_path, ":push,pull");
 }
 
-Authenticator::Authenticator(Transport* transport, CredentialStore* credentials, Clock* clock)
-    : transport_(transport), credentials_(credentials), clock_(clock), tokens_(clock) {}
+Authenticator::Authenticator(Transport* transport, CredentialStore* credentials, Clock* clock,
+                             const EgressPolicy* egress)
+    : transport_(transport),
+      credentials_(credentials),
+      clock_(clock),
+      egress_(egress),
+      tokens_(clock) {}
+
+void Authenticator::ForgetIdleRegistryLocked() {
+  for (auto it = registries_.begin(); it != registries_.end(); ++it) {
+    if (!it->second.pinging && it->second.waiters == 0) {
+      registries_.erase(it);
+      return;
+    }
+  }
+}
 
 void Authenticator::ForgetChallenge(const std::string& registry) {
   absl::MutexLock lock(&mu_);
@@ -131,6 +155,7 @@ absl::StatusOr<std::vector<Challenge>> Authenticator::Ping(const Endpoint& ep,
   req.url = absl::StrCat(ep.base_url, "/v2/");
   req.ca_bundle = ep.ca_bundle;
   req.max_body = 64 << 10;
+  req.total_timeout = kAuthRequestLimit;
   ASSIGN_OR_RETURN(HttpResponse resp, transport_->Send(req));
   if (resp.status == 401) {
     std::vector<Challenge> out;
@@ -151,7 +176,15 @@ absl::StatusOr<std::vector<Challenge>> Authenticator::Challenges(const Endpoint&
                                                                  const CancelFlag& cancelled) {
   {
     absl::MutexLock lock(&mu_);
+    if (registries_.size() >= kMaxRegistries && registries_.count(ep.registry) == 0) {
+      ForgetIdleRegistryLocked();
+    }
     RegistryState& st = registries_[ep.registry];
+    ++st.waiters;
+    struct Leave {
+      RegistryState& st;
+      ~Leave() { --st.waiters; }
+    } leave{st};
     while (!st.known && st.pinging) {
       // Another caller is pinging: wait for it, but not past our own cancel.
       std::pair<RegistryState*, uint64_t> waiting(&st, st.generation);
@@ -167,7 +200,11 @@ absl::StatusOr<std::vector<Challenge>> Authenticator::Challenges(const Endpoint&
         return st.last_error;
       }
     }
-    if (st.known && clock_->Now() - st.learned < kChallengeTtl) return st.challenges;
+    // A stale challenge still serves while someone else re-reads it: one
+    // ping at a time, not one per caller.
+    if (st.known && (st.pinging || clock_->Now() - st.learned < kChallengeTtl)) {
+      return st.challenges;
+    }
     st.pinging = true;
   }
   absl::StatusOr<std::vector<Challenge>> got = Ping(ep, cancelled);
@@ -196,8 +233,8 @@ absl::StatusOr<std::string> Authenticator::Authorize(const Endpoint& ep,
     if (!creds.registry_token.empty()) return absl::StrCat("Bearer ", creds.registry_token);
     std::string key = absl::StrCat(ep.registry, " ", absl::StrJoin(scopes, " "));
     const Challenge challenge = *bearer;  // a copy: the cached one may be replaced
-    absl::StatusOr<std::string> token =
-        tokens_.Get(key, [&] { return FetchToken(ep, challenge, scopes, creds, cancelled); });
+    absl::StatusOr<std::string> token = tokens_.Get(
+        key, [&] { return FetchToken(ep, challenge, scopes, creds, cancelled); }, cancelled.get());
     if (!token.ok()) {
       if (!absl::IsCancelled(token.status())) ForgetChallenge(ep.registry);
       return token.status();
@@ -258,6 +295,9 @@ absl::StatusOr<BearerToken> Authenticator::FetchToken(const Endpoint& ep, const 
     return absl::FailedPreconditionError(
         absl::StrCat(ep.registry, " sent a Bearer challenge without a realm"));
   }
+  // The realm is a host the registry names: the egress policy decides (never
+  // HTTPS to HTTP, the allow list, see EgressPolicy::CheckRealm).
+  if (egress_ != nullptr) RETURN_IF_ERROR(egress_->CheckRealm(ep.base_url, realm));
   // Credentials for an HTTPS registry never go to a token service over plain HTTP.
   if (absl::StartsWith(ep.base_url, "https://") && !absl::StartsWith(realm, "https://") &&
       !creds.empty()) {
@@ -295,6 +335,7 @@ absl::StatusOr<BearerToken> Authenticator::FetchToken(const Endpoint& ep, const 
       req.headers.emplace_back("Authorization", BasicHeader(creds));
     }
   }
+  req.total_timeout = kAuthRequestLimit;
   ASSIGN_OR_RETURN(HttpResponse resp, transport_->Send(req));
   if (resp.status != 200) return TokenError(ep, resp);
   absl::StatusOr<BearerToken> tok = ParseTokenResponse(resp.body);

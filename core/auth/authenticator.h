@@ -23,6 +23,7 @@
 #include "core/auth/token_cache.h"
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/http/egress.h"
 #include "core/http/http.h"
 
 namespace regd {
@@ -37,7 +38,9 @@ std::string PushScope(const std::string& repo_path);
 
 class Authenticator {
  public:
-  Authenticator(Transport* transport, CredentialStore* credentials, Clock* clock);
+  // `egress` (may be null: no policy) vets token realms; it must outlive this.
+  Authenticator(Transport* transport, CredentialStore* credentials, Clock* clock,
+                const EgressPolicy* egress = nullptr);
 
   // The Authorization header value for a request to `ep` that needs `scopes`
   // (push scope first), or "" when the registry needs none.
@@ -61,6 +64,7 @@ class Authenticator {
   struct RegistryState {
     bool known = false;
     absl::Time learned;  // when `challenges` came; re-pinged after kChallengeTtl
+    int waiters = 0;     // callers waiting for a ping: the entry is kept
     bool pinging = false;
     uint64_t generation = 0;            // bumped when a ping ends
     absl::Status last_error;            // of the last ping, shared with its waiters
@@ -71,6 +75,8 @@ class Authenticator {
   // a token fetch fails or a challenge cannot be used, so a registry that
   // was misconfigured works again once it is fixed, without a restart.
   void ForgetChallenge(const std::string& registry);
+  // Drops one registry that nobody is pinging (the map is bounded).
+  void ForgetIdleRegistryLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   [[nodiscard]] absl::StatusOr<std::vector<Challenge>> Challenges(const Endpoint& ep,
                                                                   const CancelFlag& cancelled);
   [[nodiscard]] absl::StatusOr<std::vector<Challenge>> Ping(const Endpoint& ep,
@@ -83,6 +89,7 @@ class Authenticator {
   Transport* const transport_;
   CredentialStore* const credentials_;
   Clock* const clock_;
+  const EgressPolicy* const egress_;
   TokenCache tokens_;
   absl::Mutex mu_;
   std::map<std::string, RegistryState> registries_ ABSL_GUARDED_BY(mu_);

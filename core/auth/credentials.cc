@@ -27,6 +27,9 @@ extern char** environ;
 namespace regd {
 namespace {
 
+// Registries whose credentials are remembered at once.
+constexpr size_t kMaxCachedRegistries = 4096;
+
 constexpr absl::Duration kHelperTimeout = absl::Seconds(30);
 
 std::string JsonString(const rapidjson::Value& obj, const char* key) {
@@ -63,8 +66,7 @@ std::string HelperServer(const std::string& registry) {
   JsonLimits limits;
   limits.max_bytes = 1 << 20;
   limits.max_depth = 8;
-  if (!ParseUntrustedJson(out, "credential helper output", &doc, limits).ok() ||
-      !doc.IsObject()) {
+  if (!ParseUntrustedJson(out, "credential helper output", &doc, limits).ok() || !doc.IsObject()) {
     // Never echo what the helper printed: it may hold a secret.
     return absl::FailedPreconditionError("credential helper printed invalid JSON");
   }
@@ -254,6 +256,25 @@ absl::StatusOr<Credentials> CredentialStore::Get(const std::string& registry) {
   }
   ASSIGN_OR_RETURN(Credentials creds, Resolve(registry));
   absl::MutexLock lock(&mu_);
+  if (cache_.size() >= kMaxCachedRegistries && cache_.count(registry) == 0) {
+    // Bounded: drop expired entries, and if none, the one expiring first.
+    auto oldest = cache_.begin();
+    for (auto it = cache_.begin(); it != cache_.end();) {
+      if (it->second.expires <= now) {
+        it = cache_.erase(it);
+        continue;
+      }
+      if (it->second.expires < oldest->second.expires) oldest = it;
+      ++it;
+    }
+    if (cache_.size() >= kMaxCachedRegistries && !cache_.empty()) {
+      oldest = cache_.begin();
+      for (auto it = cache_.begin(); it != cache_.end(); ++it) {
+        if (it->second.expires < oldest->second.expires) oldest = it;
+      }
+      cache_.erase(oldest);
+    }
+  }
   cache_[registry] = Entry{creds, now + options_.ttl};
   return creds;
 }

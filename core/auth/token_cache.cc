@@ -4,24 +4,36 @@
 
 namespace regd {
 
-void TokenCache::EvictLocked() {
+void TokenCache::SetTokenLocked(Entry& e, std::string token) {
+  bytes_ -= e.token.size();
+  e.token = std::move(token);
+  e.token.shrink_to_fit();
+  bytes_ += e.token.size();
+}
+
+bool TokenCache::EvictLocked(const Entry* keep) {
   const absl::Time now = clock_->Now();
   auto victim = entries_.end();
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {
     const Entry& e = it->second;
-    if (e.users > 0 || e.fetching) continue;
+    if (e.users > 0 || e.fetching || &e == keep) continue;
     if (e.refresh_at <= now) {  // expired (or never held a token): best choice
       victim = it;
       break;
     }
     if (victim == entries_.end() || e.refresh_at < victim->second.refresh_at) victim = it;
   }
-  if (victim != entries_.end()) entries_.erase(victim);
+  if (victim == entries_.end()) return false;
+  bytes_ -= victim->second.token.size();
+  entries_.erase(victim);
+  return true;
 }
 
-absl::StatusOr<std::string> TokenCache::Get(const std::string& key, const Fetcher& fetch) {
+absl::StatusOr<std::string> TokenCache::Get(const std::string& key, const Fetcher& fetch,
+                                            const std::atomic<bool>* cancelled) {
   absl::MutexLock lock(&mu_);
-  if (entries_.size() >= capacity_ && entries_.find(key) == entries_.end()) EvictLocked();
+  if (entries_.size() >= capacity_ && entries_.find(key) == entries_.end())
+    (void)EvictLocked(nullptr);
   Entry& e = entries_[key];
   ++e.users;
   struct Release {
@@ -32,9 +44,15 @@ absl::StatusOr<std::string> TokenCache::Get(const std::string& key, const Fetche
     if (!e.token.empty() && clock_->Now() < e.refresh_at) return e.token;
     if (!e.fetching) break;
     std::pair<Entry*, uint64_t> waiting(&e, e.generation);
-    mu_.Await(absl::Condition(
-        +[](std::pair<Entry*, uint64_t>* p) { return p->first->generation != p->second; },
-        &waiting));
+    mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](std::pair<Entry*, uint64_t>* p) { return p->first->generation != p->second; },
+            &waiting),
+        absl::Milliseconds(100));
+    if (e.generation == waiting.second) {
+      if (cancelled != nullptr && cancelled->load()) return absl::CancelledError("cancelled");
+      continue;  // still fetching
+    }
     // Waiters share the outcome of the fetch they waited for, success or not.
     if (!e.last_error.ok()) return e.last_error;
   }
@@ -53,7 +71,10 @@ absl::StatusOr<std::string> TokenCache::Get(const std::string& key, const Fetche
     return got.status();
   }
   e.last_error = absl::OkStatus();
-  e.token = got->value;
+  SetTokenLocked(e, got->value);
+  // Over the byte bound: drop other tokens, due-for-refresh first.
+  while (bytes_ > max_bytes_ && EvictLocked(&e)) {
+  }
   absl::Duration margin = std::min(absl::Seconds(30), got->lifetime / 5);
   e.refresh_at = now + got->lifetime - margin;
   return e.token;
@@ -63,7 +84,7 @@ void TokenCache::Invalidate(const std::string& key, const std::string& token) {
   absl::MutexLock lock(&mu_);
   auto it = entries_.find(key);
   if (it != entries_.end() && it->second.token == token) {
-    it->second.token.clear();
+    SetTokenLocked(it->second, std::string());
     it->second.refresh_at = absl::InfinitePast();
   }
 }

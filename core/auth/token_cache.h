@@ -7,6 +7,7 @@
 #ifndef REGD_CORE_AUTH_TOKEN_CACHE_H_
 #define REGD_CORE_AUTH_TOKEN_CACHE_H_
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <string>
@@ -29,11 +30,16 @@ class TokenCache {
   using Fetcher = std::function<absl::StatusOr<BearerToken>()>;
   // Holds at most `capacity` tokens: past it, expired ones go first, then
   // those due for refresh soonest (never one a caller is using).
-  explicit TokenCache(Clock* clock, size_t capacity = 4096) : clock_(clock), capacity_(capacity) {}
+  // Bounded by count and by the bytes of the tokens held.
+  explicit TokenCache(Clock* clock, size_t capacity = 4096, size_t max_bytes = 16 << 20)
+      : clock_(clock), capacity_(capacity), max_bytes_(max_bytes) {}
 
   // A valid token for `key`, fetching with `fetch` when none is cached. A token
   // is reused until min(30 s, lifetime/5) before it expires.
-  [[nodiscard]] absl::StatusOr<std::string> Get(const std::string& key, const Fetcher& fetch);
+  // A caller waiting for another's fetch stops (CANCELLED) once `cancelled`
+  // (may be null) is set.
+  [[nodiscard]] absl::StatusOr<std::string> Get(const std::string& key, const Fetcher& fetch,
+                                                const std::atomic<bool>* cancelled = nullptr);
 
   // Forgets `token` under `key` (after a 401); a newer token stays.
   void Invalidate(const std::string& key, const std::string& token);
@@ -51,11 +57,15 @@ class TokenCache {
     absl::Status last_error;
     int users = 0;  // callers inside Get holding this entry: never evicted then
   };
-  // Makes room for one more entry.
-  void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Makes room for one more entry; false when every entry is in use.
+  // `keep` (may be null) is never chosen.
+  bool EvictLocked(const Entry* keep) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetTokenLocked(Entry& e, std::string token) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Clock* const clock_;
   const size_t capacity_;
+  const size_t max_bytes_;
+  size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;  // of the tokens held
   mutable absl::Mutex mu_;
   std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
   int64_t fetches_ ABSL_GUARDED_BY(mu_) = 0;

@@ -46,6 +46,7 @@ struct Transfer {
   absl::Status body_error;
   bool sink_aborted = false;
   bool too_large = false;
+  bool error_body_capped = false;  // a non-2xx body passed max_body: stop reading
   absl::Time cancel_seen = absl::InfiniteFuture();
   int64_t max_sent = 0;  // the most body bytes curl ever reported sent
 };
@@ -83,7 +84,10 @@ size_t OnWrite(char* data, size_t size, size_t n, void* user) {
       t->too_large = true;
       return 0;
     }
-    return len;  // keep the capped prefix of an error body
+    // Keep the capped prefix of an error body and stop: a registry that
+    // streams an endless error must not pin the call.
+    t->error_body_capped = true;
+    return 0;
   }
   t->resp->body.append(data, len);
   return len;
@@ -161,8 +165,8 @@ struct CurlTransport::Share {
 
   // libcurl's lock/unlock callback pair: one acquires, the other releases, which
   // the thread-safety analysis cannot follow.
-  static void Lock(CURL*, curl_lock_data data, curl_lock_access, void* user)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  static void Lock(CURL*, curl_lock_data data, curl_lock_access,
+                   void* user) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     static_cast<Share*>(user)->locks[data].Lock();
   }
   static void Unlock(CURL*, curl_lock_data data, void* user) ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -223,7 +227,10 @@ absl::StatusOr<HttpResponse> CurlTransport::Send(const HttpRequest& req) {
   HttpRequest hop = req;
   for (int redirects = 0;; ++redirects) {
     absl::StatusOr<HttpResponse> resp = SendOnce(hop);
-    if (!resp.ok() || !IsRedirect(resp->status)) return resp;
+    if (!resp.ok() || !IsRedirect(resp->status)) {
+      if (resp.ok()) resp->url = hop.url;
+      return resp;
+    }
     std::optional<std::string> location = resp->Header("location");
     if (!location.has_value() || location->empty()) return resp;
     if (redirects >= EgressPolicy::kMaxRedirects) {
@@ -281,6 +288,14 @@ absl::StatusOr<HttpResponse> CurlTransport::SendOnce(const HttpRequest& req) {
       req.stall_timeout > absl::ZeroDuration() ? req.stall_timeout : options_.stall_timeout;
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(absl::ToInt64Seconds(stall)));
   curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+  // No proxy from the environment (http_proxy, https_proxy): a proxy would
+  // see through the egress checks, which only look at the addresses we
+  // connect to ourselves.
+  curl_easy_setopt(c, CURLOPT_PROXY, "");
+  if (req.total_timeout > absl::ZeroDuration()) {
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+                     static_cast<long>(absl::ToInt64Milliseconds(req.total_timeout)));
+  }
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &OnHeader);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &OnWrite);
@@ -342,7 +357,11 @@ absl::StatusOr<HttpResponse> CurlTransport::SendOnce(const HttpRequest& req) {
   curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, nullptr);
   Release(std::move(easy));
 
+  resp.url = req.url;
   if (rc == CURLE_OK) return resp;
+  // An error answer whose body we stopped reading at its cap is complete
+  // enough: its status is what counts.
+  if (rc == CURLE_WRITE_ERROR && t.error_body_capped && resp.status >= 300) return resp;
   // An error answer whose body was cut short (a 416 that declares the blob's
   // length, say) is still a complete answer as far as its status goes.
   if (rc == CURLE_PARTIAL_FILE && resp.status >= 300) return resp;

@@ -39,7 +39,9 @@ bool PatternMatches(absl::string_view pattern, absl::string_view host_port, bool
   absl::string_view phost, pport, host, port;
   SplitHostPort(pattern, &phost, &pport);
   SplitHostPort(host_port, &host, &port);
-  if (!pport.empty() && pport != port) return false;
+  // "reg:443" names the same place as "reg" (URLs drop default ports).
+  const bool default_port = pport == "443" || pport == "80";
+  if (!pport.empty() && pport != port && !(default_port && port.empty())) return false;
   if (absl::StartsWith(phost, "*.")) {
     if (exact_only) return false;
     absl::string_view suffix = phost.substr(1);  // ".example.com"
@@ -61,22 +63,45 @@ std::string UrlHostPort(absl::string_view url) {
   return hp;
 }
 
+namespace {
+
+// 169.254.0.0/16, and the cloud metadata services outside it (Alibaba's
+// 100.100.100.200, Azure's wire server 168.63.129.16).
+bool IsBlockedV4(uint32_t ip) {
+  return (ip >> 16) == ((169u << 8) | 254u) ||
+         ip == ((100u << 24) | (100u << 16) | (100u << 8) | 200u) ||
+         ip == ((168u << 24) | (63u << 16) | (129u << 8) | 16u);
+}
+
+uint32_t V4At(const uint8_t* b) {
+  return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
+}
+
+}  // namespace
+
 bool IsLinkLocalOrMetadata(const struct sockaddr* addr) {
   if (addr == nullptr) return false;
   if (addr->sa_family == AF_INET) {
     const auto* in = reinterpret_cast<const sockaddr_in*>(addr);
-    uint32_t ip = ntohl(in->sin_addr.s_addr);
-    return (ip >> 16) == ((169u << 8) | 254u);  // 169.254.0.0/16
+    return IsBlockedV4(ntohl(in->sin_addr.s_addr));
   }
   if (addr->sa_family == AF_INET6) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(addr);
     const uint8_t* b = in6->sin6_addr.s6_addr;
     if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return true;  // fe80::/10
-    static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (std::memcmp(b, kMapped, 12) == 0 && b[12] == 169 && b[13] == 254) return true;
     static const uint8_t kEc2[16] = {0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0,    0,
                                      0,    0,    0,    0,    0, 0, 0x02, 0x54};
     if (std::memcmp(b, kEc2, 16) == 0) return true;  // fd00:ec2::254
+    // IPv4 inside IPv6: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d),
+    // NAT64 (64:ff9b::a.b.c.d) and 6to4 (2002:aabb:ccdd::).
+    static const uint8_t kZero[12] = {};
+    static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const uint8_t kNat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+    if (std::memcmp(b, kMapped, 12) == 0 || std::memcmp(b, kZero, 12) == 0 ||
+        std::memcmp(b, kNat64, 12) == 0) {
+      return IsBlockedV4(V4At(b + 12));
+    }
+    if (b[0] == 0x20 && b[1] == 0x02) return IsBlockedV4(V4At(b + 2));
   }
   return false;
 }
@@ -150,6 +175,28 @@ absl::Status EgressPolicy::CheckHop(absl::string_view from, absl::string_view to
     return absl::PermissionDeniedError(
         absl::StrCat("refusing to follow the registry to ", ForMessage(host_port),
                      ": not in --allowed_registries (list the registry's storage host too)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EgressPolicy::CheckRealm(absl::string_view registry_url,
+                                      absl::string_view realm) const {
+  const bool https = absl::StartsWithIgnoreCase(realm, "https://");
+  const bool http = absl::StartsWithIgnoreCase(realm, "http://");
+  const std::string host_port = UrlHostPort(realm);
+  if ((!https && !http) || host_port.empty()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "refusing the token service ", ForMessage(realm, 120), ": not an http(s) URL"));
+  }
+  if (http && absl::StartsWithIgnoreCase(registry_url, "https://")) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "refusing the plain-HTTP token service ", ForMessage(host_port), " of an HTTPS registry"));
+  }
+  if (!options_.allowed_registries.empty() && UrlOrigin(registry_url) != UrlOrigin(realm) &&
+      !Listed(options_.allowed_registries, host_port, false)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("refusing the token service ", ForMessage(host_port),
+                     ": not in --allowed_registries (list the registry's token host too)"));
   }
   return absl::OkStatus();
 }

@@ -6,8 +6,10 @@
 //   - plain HTTP only to --insecure_registries, and never a step down from
 //     HTTPS to HTTP;
 //   - link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10,
-//     fd00:ec2::254) are refused at connect time, after DNS (so a name that
-//     resolves there is caught too), unless the host is listed explicitly.
+//     fd00:ec2::254, 100.100.100.200, 168.63.129.16, and those IPv4 ones
+//     inside IPv6: mapped, compatible, NAT64, 6to4) are refused at connect
+//     time, after DNS (so a name that resolves there is caught too), unless
+//     the host is listed explicitly.
 //
 // Immutable after construction; thread-safe.
 #ifndef REGD_CORE_HTTP_EGRESS_H_
@@ -49,6 +51,13 @@ class EgressPolicy {
   // an upload Location): http/https only, no HTTPS → HTTP, plain HTTP only to
   // insecure registries, and with an allow list, only to allowed hosts.
   [[nodiscard]] absl::Status CheckHop(absl::string_view from, absl::string_view to) const;
+
+  // PERMISSION_DENIED unless a registry at `registry_url` may send us to the
+  // token service `realm`: http/https only, never HTTPS → HTTP, and with an
+  // allow list, only to an allowed host (list auth.docker.io for Docker Hub).
+  // A plain-HTTP realm of a plain-HTTP registry needs no listing of its own.
+  [[nodiscard]] absl::Status CheckRealm(absl::string_view registry_url,
+                                        absl::string_view realm) const;
 
   // False when `addr` is link-local or a metadata address and `host_port`
   // (the URL's authority) is not listed explicitly.

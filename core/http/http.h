@@ -67,6 +67,9 @@ struct HttpRequest {
   bool follow_redirects = false;
   // Overrides TransportOptions::stall_timeout for this request (zero: default).
   absl::Duration stall_timeout = absl::ZeroDuration();
+  // A limit on the whole exchange (zero: none; transfers are bounded by the
+  // stall timeout instead). For clean-up requests that must not pin a call.
+  absl::Duration total_timeout = absl::ZeroDuration();
   std::string ca_bundle;  // PEM file for TLS verification; empty: system store
   CancelFlag cancelled;   // optional
   // Once `cancelled` is set, the transfer may go on this long before it is
@@ -81,6 +84,7 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
   int64_t bytes_sent = 0;  // request body bytes curl reports as sent
+  std::string url;         // the URL that answered (after any redirects)
 
   // First header with this lower-case name.
   std::optional<std::string> Header(absl::string_view lower_name) const;

@@ -108,6 +108,9 @@ absl::StatusOr<HttpResponse> RegistryClient::Send(const Endpoint& ep,
     if (req.body_source != nullptr && attempt > 0) RETURN_IF_ERROR(req.body_source->Rewind());
     ASSIGN_OR_RETURN(HttpResponse resp, transport_->Send(req));
     if (resp.status != 401 || attempt > 0 || !same_origin) return resp;
+    // A 401 from a host we were redirected to (a storage host) says nothing
+    // about the registry's auth: its challenge must never replace ours.
+    if (!resp.url.empty() && UrlOrigin(resp.url) != UrlOrigin(ep.base_url)) return resp;
     wanted = auth_->OnUnauthorized(ep, wanted, authorization, resp);
   }
 }

@@ -47,6 +47,7 @@ class RegistrySlots {
   struct Counter {
     int limit = 1;
     int used = 0;
+    int waiting = 0;  // callers queued for a slot (the entry is kept while any)
   };
   void Release(const std::string& registry);
 

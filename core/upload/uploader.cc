@@ -52,8 +52,11 @@ BlobUploader::BlobUploader(RegistryClient* client, UploadJob job)
 absl::StatusOr<HttpResponse> BlobUploader::Send(HttpRequest req,
                                                 const std::vector<std::string>* scopes) {
   req.cancelled = job_.cancelled;
+  // A request that creates or moves a session gets to end after a cancel, so
+  // that regd learns the Location to delete (a cut POST would leave behind a
+  // session regd never heard of; a cut PATCH one that 2.8 refuses to delete).
   const bool changes_session = req.method == "PATCH" || req.method == "PUT";
-  if (changes_session) req.cancel_grace = job_.cancel_grace;
+  if (changes_session || req.method == "POST") req.cancel_grace = job_.cancel_grace;
   retry_after_.reset();
   absl::StatusOr<HttpResponse> resp =
       client_->Send(job_.endpoint, scopes != nullptr ? *scopes : scopes_, std::move(req));
@@ -252,7 +255,8 @@ absl::Status BlobUploader::RefusedSmallParts() {
   offset_ = 0;
   LogInfo("upload of ", job_.digest, " to ", job_.repo.String(),
           ": the registry refused parts under 5 MiB; starting again with 5 MiB parts");
-  return absl::AbortedError("the registry refused parts under 5 MiB; starting again with 5 MiB parts");
+  return absl::AbortedError(
+      "the registry refused parts under 5 MiB; starting again with 5 MiB parts");
 }
 
 // Asks the registry how many bytes the session holds and where it now lives.
@@ -312,6 +316,7 @@ void BlobUploader::Abandon() {
   // Not cancellable (this is the clean-up after a cancel), but short: a
   // registry that does not answer within seconds keeps its session.
   constexpr absl::Duration kCleanupStall = absl::Seconds(5);
+  constexpr absl::Duration kCleanupLimit = absl::Seconds(10);
   if (interrupted_) {
     // A request died under us: ask where the session is now, so the DELETE
     // carries its newest Location (registries that keep a cut body, like
@@ -320,6 +325,7 @@ void BlobUploader::Abandon() {
     status.method = "GET";
     status.url = location_;
     status.stall_timeout = kCleanupStall;
+    status.total_timeout = kCleanupLimit;
     absl::StatusOr<HttpResponse> resp = client_->Send(job_.endpoint, scopes_, status);
     if (resp.ok() && resp->status >= 200 && resp->status < 300) TakeLocation(*resp, status.url);
   }
@@ -327,6 +333,7 @@ void BlobUploader::Abandon() {
   req.method = "DELETE";
   req.url = location_;
   req.stall_timeout = kCleanupStall;
+  req.total_timeout = kCleanupLimit;
   absl::StatusOr<HttpResponse> resp = client_->Send(job_.endpoint, scopes_, std::move(req));
   if (!resp.ok() ||
       (resp->status != 204 && resp->status != 202 && resp->status != 200 && resp->status != 404)) {

@@ -125,11 +125,11 @@ class BlobUploader {
   bool interrupted_ = false;
   bool small_part_sent_ = false;  // a part under 5 MiB went before the last
   bool part_floor_ = false;       // parts are at least 5 MiB from now on
-  bool commit_failed_ = false;   // a PUT ?digest= failed: HEAD before resuming
-  bool landed_ = false;          // ... and the HEAD found the blob
-  bool refused_offset_ = false;  // the last failure was a 416
-  bool chunk_refused_ = false;   // ... to a PATCH
-  int64_t min_chunk_ = 1 << 20;  // the smallest chunk we shrink to
+  bool commit_failed_ = false;    // a PUT ?digest= failed: HEAD before resuming
+  bool landed_ = false;           // ... and the HEAD found the blob
+  bool refused_offset_ = false;   // the last failure was a 416
+  bool chunk_refused_ = false;    // ... to a PATCH
+  int64_t min_chunk_ = 1 << 20;   // the smallest chunk we shrink to
   std::optional<absl::Duration> retry_after_;
   int64_t bytes_sent_ = 0;
   absl::Time last_progress_ = absl::InfinitePast();

@@ -41,6 +41,12 @@ TEST(Egress, LinkLocalAndMetadataAddresses) {
   EXPECT_TRUE(v6("::ffff:169.254.169.254"));
   EXPECT_TRUE(v6("fd00:ec2::254"));
   EXPECT_FALSE(v6("::1"));
+  EXPECT_TRUE(v6("64:ff9b::a9fe:a9fe"));  // NAT64
+  EXPECT_TRUE(v6("::a9fe:a9fe"));         // IPv4-compatible
+  EXPECT_TRUE(v6("2002:a9fe:a9fe::"));    // 6to4
+  EXPECT_FALSE(v6("2002:7f00:1::"));
+  EXPECT_TRUE(v4("100.100.100.200"));
+  EXPECT_TRUE(v4("168.63.129.16"));
 }
 
 TEST(Egress, ExplicitHostsMayBeLinkLocal) {
@@ -67,6 +73,17 @@ TEST(Egress, AllowedRegistries) {
   EXPECT_FALSE(p.CheckRegistry("evilcorp.example:5000").ok());
   EXPECT_TRUE(absl::IsPermissionDenied(p.CheckRegistry("ghcr.io")));
   EXPECT_TRUE(p.CheckRegistry("docker.io").ok());
+  EgressOptions d;
+  d.allowed_registries = {"reg.example.com:443"};
+  EXPECT_TRUE(EgressPolicy(d)
+                  .CheckHop("https://reg.example.com/v2/", "https://reg.example.com:443/x")
+                  .ok());
+  EXPECT_TRUE(
+      EgressPolicy(d).CheckRealm("https://reg.example.com", "https://reg.example.com/token").ok());
+  EXPECT_FALSE(
+      EgressPolicy(d).CheckRealm("https://reg.example.com", "https://auth.example.com/t").ok());
+  EXPECT_FALSE(EgressPolicy(EgressOptions()).CheckRealm("https://r", "http://r/token").ok());
+  EXPECT_TRUE(EgressPolicy(EgressOptions()).CheckRealm("http://r:5000", "http://auth:80/t").ok());
   EXPECT_TRUE(EgressPolicy(EgressOptions()).CheckRegistry("anything:1").ok());
 }
 

@@ -36,6 +36,9 @@ TEST(JsonTest, InvalidUtf8AndTrailingGarbageAreRefused) {
   rapidjson::Document doc;
   EXPECT_FALSE(ParseUntrustedJson("{\"a\":\"\xff\xfe\"}", "x", &doc).ok());
   EXPECT_FALSE(ParseUntrustedJson("{} {}", "x", &doc).ok());
+  EXPECT_FALSE(ParseUntrustedJson(R"({"a":["\udc00"]})", "x", &doc).ok());  // lone surrogate
+  EXPECT_FALSE(ParseUntrustedJson(R"({"\ud800":1})", "x", &doc).ok());
+  EXPECT_TRUE(ParseUntrustedJson(R"({"a":"\ud83d\ude00"})", "x", &doc).ok());  // a pair
   EXPECT_TRUE(ParseUntrustedJson(" {\"a\":\"\xc3\xa9\"} \n", "x", &doc).ok());
 }
 

@@ -38,6 +38,17 @@ TEST(Text, RedactsCredentials) {
        {"dXNlcjpwYXNzd29yZA", "eyJhbGciOiJIUzI1NiJ9", "supersecretvalue123", "hunter2", "abc123"}) {
     EXPECT_EQ(r.find(secret), std::string::npos) << secret << " in " << r;
   }
+  // Names that end in a secret's name, quoted values with spaces, tabs,
+  // percent-encoding, and hex keys that are not digests.
+  const std::string more =
+      "X-Registry-Auth: hunter2secret {\"x_password\":\"hunter2\"} client_secret=s3cr3t "
+      "private-token: 0123456789abcdef0123456789abcdef \"password\": \"p@ss w0rd\" "
+      "Bearer\tabcdefghijkl Authorization%3A%20Basic%20dXNlcjpwYXNz";
+  std::string rm = RedactSecrets(more);
+  for (const char* secret : {"hunter2secret", "hunter2", "s3cr3t", "0123456789abcdef0123", "p@ss",
+                             "w0rd", "abcdefghijkl", "dXNlcjpwYXNz"}) {
+    EXPECT_EQ(rm.find(secret), std::string::npos) << secret << " in " << rm;
+  }
   // Digests and ordinary words survive.
   const std::string digest =
       "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
