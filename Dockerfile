@@ -2,8 +2,12 @@
 # regd: a gRPC daemon that talks to OCI/Docker registries.
 #
 #   docker build -t regd .
-#   docker run --rm -p 50051:50051 regd                 # --listen=0.0.0.0:50051
-#   docker run --rm regd --listen=0.0.0.0:50051 --insecure_registries=registry:5000
+#   docker run --rm -p 50051:50051 regd       # --listen=0.0.0.0:50051 --allow_insecure_listen
+#   docker run --rm -v /etc/regd/tls:/tls:ro regd --listen=0.0.0.0:50051 \
+#     --tls_cert=/tls/tls.crt --tls_key=/tls/tls.key --tls_client_ca=/tls/ca.crt
+#
+# regd refuses plain gRPC on an address other hosts can reach unless
+# --allow_insecure_listen says the network is trusted.
 #
 # Both stages are Debian 12 (bookworm), so the runtime stage only needs the
 # shared-library packages matching the build stage's -dev packages. Package
@@ -46,4 +50,4 @@ RUN if ldd /usr/local/bin/regd | grep 'not found'; then exit 1; fi
 USER 10001:10001
 EXPOSE 50051
 ENTRYPOINT ["/usr/local/bin/regd"]
-CMD ["--listen=0.0.0.0:50051"]
+CMD ["--listen=0.0.0.0:50051", "--allow_insecure_listen"]

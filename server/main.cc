@@ -26,6 +26,17 @@
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Address to serve on: host:port (port 0 picks one) or unix:/path/to.sock");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain: serve TLS on the TCP listener (with --tls_key). The files are "
+          "re-read every --tls_refresh, so a rotated certificate needs no restart");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificates: require client certificates signed by them (mTLS)");
+ABSL_FLAG(absl::Duration, tls_refresh, absl::Seconds(60),
+          "How often the TLS files are re-read for rotation");
+ABSL_FLAG(bool, allow_insecure_listen, false,
+          "Serve plain gRPC on a TCP address other hosts can reach (without it, regd refuses: "
+          "only loopback and unix: listeners may go without TLS)");
 ABSL_FLAG(std::vector<std::string>, insecure_registries, {},
           "Comma list of registries (host:port) spoken to over plain HTTP; every other "
           "registry is HTTPS with certificate verification");
@@ -105,6 +116,14 @@ constexpr absl::Duration kTeardownLimit = absl::Seconds(5);
   if (o.max_concurrent_calls < 1) {
     return absl::InvalidArgumentError("--max_concurrent_calls must be at least 1");
   }
+  o.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  o.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  o.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  o.tls.refresh = absl::GetFlag(FLAGS_tls_refresh);
+  o.tls.allow_insecure_listen = absl::GetFlag(FLAGS_allow_insecure_listen);
+  if (o.tls.refresh < absl::Seconds(1)) {
+    return absl::InvalidArgumentError("--tls_refresh must be at least 1s");
+  }
   o.grpc_memory_bytes = absl::GetFlag(FLAGS_grpc_memory);
   if (o.grpc_memory_bytes < (16 << 20)) {
     return absl::InvalidArgumentError("--grpc_memory must be at least 16777216 (16 MiB)");
@@ -182,7 +201,8 @@ int Run(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<Server>> server = Server::BuildAndStart(*std::move(options));
   if (!server.ok()) {
     LogError("regd: ", server.status().message());
-    return 1;
+    // A busy address is the environment's fault (1); bad settings are ours (2).
+    return absl::IsUnavailable(server.status()) ? 1 : 2;
   }
   Server* s = server->get();
   LogInfo("regd listening on ", s->address());

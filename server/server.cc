@@ -63,6 +63,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(ServerOptions opti
   s->executor_ = std::make_unique<Executor>(options.max_concurrent_calls);
   s->service_ = std::make_unique<RegistryService>(s->engine_.get(), s->executor_.get());
 
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                   ListenerCredentials(options.listen, options.tls));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   const bool unix_socket = absl::StartsWith(options.listen, "unix:");
@@ -72,7 +74,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(ServerOptions opti
   // would start and take half the connections. Refuse instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int port = 0;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(options.listen, credentials, &port);
   builder.RegisterService(s->service_.get());
   builder.SetMaxSendMessageSize(64 << 20);
   // Inline blob data is capped at 4 MiB a blob; a request a few blobs big is

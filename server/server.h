@@ -18,6 +18,7 @@
 #include "core/engine.h"
 #include "core/executor.h"
 #include "server/registry_service.h"
+#include "server/tls.h"
 
 namespace regd {
 
@@ -28,6 +29,7 @@ struct ServerOptions {
   int max_concurrent_calls = 1024;
   // Memory gRPC may use for calls in flight (its ResourceQuota).
   int64_t grpc_memory_bytes = 64 << 20;
+  ListenerTls tls;
   EngineOptions engine;
 };
 
