@@ -29,6 +29,24 @@ defect of issue 6:
     message and a short log line, and nothing is sent.
  9. PushIndexTest: entries "latest?x=1" and "latest\\0junk" and 1025 entries
     are INVALID_ARGUMENT before anything is fetched.
+
+A review of those fixes found more; one class a finding:
+
+10. RedirectChallengeTest: a storage host's 401 (Bearer, realm on a third
+    host) after a redirect neither reaches that realm nor replaces the
+    registry's own (Basic) auth.
+11. CleanupBoundTest: an endless or drip-fed error body to the clean-up
+    DELETE does not pin the only call slot (--max_concurrent_calls=1).
+12. ProxyEnvTest: http(s)_proxy in regd's environment is ignored: metadata
+    addresses are still refused, and the proxy sees no connection.
+13. RealmEgressTest: a token realm is vetted like a registry: the allow list,
+    and never an HTTPS registry's token over plain HTTP.
+14. TokenWaiterTest: a caller waiting for another caller's token fetch
+    honours its own deadline.
+15. TokenSizeTest: a 1,000,000-character token is refused; hundreds of them
+    leave regd's memory flat.
+16. GrpcMemoryTest: 48 concurrent 15 MiB inline WriteLayers are refused
+    without regd buffering them all.
 """
 
 import json
@@ -36,6 +54,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 import unittest
 
@@ -43,10 +62,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import grpc  # noqa: E402
 
-from fixtures import images, stubs, testing  # noqa: E402
+from fixtures import images, paths, stubs, testing  # noqa: E402
 from fixtures.daemon import Daemon, DaemonError  # noqa: E402
-from fixtures.hostile_registry import (HostileRegistry, Reply, make_cert,  # noqa: E402
-                                       serve_image)
+from fixtures.hostile_registry import (ConnectionRecorder, HostileRegistry, Reply,  # noqa: E402
+                                       make_cert, serve_image)
 from fixtures.uploads import Stream, retry_config, sha256  # noqa: E402
 
 S = stubs.load()
@@ -966,6 +985,465 @@ class PushIndexTest(HostileCase):
                         "%s/idx/app:huge" % self.f.host, entries, timeout=60)
         self.assertEqual(self.manifest_requests(), [], "regd fetched entries of a 1025-entry index")
         self.assertServing(self.d, self.sane_ref)
+
+
+# -- review of the fixes: helpers ---------------------------------------------------------------
+
+def proc_status_kib(pid, field):
+    """A VmRSS/VmHWM-style field of /proc/PID/status, in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+_SANITIZED = []
+
+
+def sanitized_binary():
+    """True when regd is an ASan build (its allocator keeps more memory)."""
+    if not _SANITIZED:
+        try:
+            with open(paths.regd_bin(), "rb") as f:
+                _SANITIZED.append(b"AddressSanitizer" in f.read())
+        except OSError:
+            _SANITIZED.append(False)
+    return _SANITIZED[0]
+
+
+def absl_seconds(text):
+    """An absl duration as regd logs it ("2.013s", "530ms", "1m2.5s", "0") in seconds."""
+    if text == "0":
+        return 0.0
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+    parts = re.findall(r"([0-9.]+)(h|ms|us|ns|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError("not a duration: %r" % text)
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def call_line(d, rpc, target):
+    """regd's closing log line for the call `rpc` on `target` ("... CODE in DUR: ..."),
+    as (code, seconds), or None while there is none."""
+    pat = re.compile(r"\b%s %s (\w+) in (\S+?):?(?:\s|$)" % (rpc, re.escape(target)))
+    m = pat.search(d.log())
+    if m is None:
+        return None
+    return m.group(1), absl_seconds(m.group(2))
+
+
+# -- 10. a redirected host's 401 ------------------------------------------------------------------
+
+class RedirectChallengeTest(HostileCase):
+    """Review: a 401 from a storage host regd was redirected to replaced the
+    registry's challenge; regd then fetched a token from that host's realm
+    (sending the registry's credentials) and used it on the registry."""
+
+    def test_storage_hosts_401_never_reaches_its_realm_nor_replaces_the_registrys_auth(self):
+        a = self.fake("fake-r401-registry")       # plain HTTP, Basic credentials
+        a.basic_auth(*USER)
+        sane_ref = serve_sane(a)
+        b = self.fake("fake-r401-storage")        # the storage host: 401 + Bearer challenge
+        c = self.fake("fake-r401-attacker")       # the realm B names
+        c.route("/token", Reply.json({"token": "attacker-token", "expires_in": 3600}))
+        b.route(re.compile(r"/storage/.*"), Reply.error(
+            401, "UNAUTHORIZED", "signature expired",
+            [("WWW-Authenticate", 'Bearer realm="%s/token",service="evil",'
+              'scope="repository:r401/app:pull"' % c.url)]))
+        data = b"blob behind a storage host that answers 401\n" * 20
+        digest = sha256(data)
+        a.route("/v2/r401/app/blobs/" + digest,
+                Reply.redirect("http://%s/storage/%s" % (b.host, digest)))
+        d = self.daemon(insecure_registries=[a.host, b.host], auths={a.host: USER})
+
+        err = self.assertCode((SC.UNAUTHENTICATED, SC.PERMISSION_DENIED, SC.FAILED_PRECONDITION),
+                              "ReadBlob", read_blob, d, a.host + "/r401/app", digest)
+        self.assertTrue(b.requests(), "regd never reached the storage host (the test proves "
+                        "nothing): %s" % err.details())
+        self.assertEqual([(r, r.header("Authorization")) for r in b.requests()
+                          if r.header("Authorization")], [],
+                         "the storage host saw an Authorization header")
+        self.assertEqual(c.requests(), [],
+                         "regd asked the realm a storage host named (with %r)"
+                         % [r.header("Authorization") for r in c.requests()])
+
+        # The registry's own auth is intact: it still gets Basic, never a Bearer token.
+        self.assertTrue(exists(d, sane_ref).exists)
+        self.assertEqual(read_blob(d, a.host + "/sane/app", SANE.layers[0].digest),
+                         SANE.layers[0].data)
+        bearer = [(q, q.header("Authorization")) for q in a.requests()
+                  if "bearer" in (q.header("Authorization") or "").lower()
+                  or "attacker-token" in (q.header("Authorization") or "")]
+        self.assertEqual(bearer, [], "the registry was sent a Bearer token")
+        late = [q for q in a.requests() if q.path.startswith("/v2/sane/app/")]
+        self.assertTrue(late)
+        self.assertTrue(all((q.header("Authorization") or "").startswith("Basic ") for q in late),
+                        "calls after the 401 did not use Basic: %r"
+                        % [(q, q.header("Authorization")) for q in late])
+        self.assertEqual(c.requests(), [], "the attacker's realm was asked later")
+
+
+# -- 11. the clean-up after a failed upload is bounded ------------------------------------------
+
+class CleanupBoundTest(HostileCase):
+    """Review: the clean-up DELETE of a failed upload was bounded only by the
+    stall timeout, so an endless (or drip-fed) error body held the call, and
+    with it a call slot, forever."""
+
+    def test_endless_delete_body_does_not_pin_the_only_call_slot(self):
+        f = self.fake("fake-cleanup")
+        sane_ref = serve_sane(f)
+        state = {"n": 0, "delete": None}
+
+        def open_session(req):
+            state["n"] += 1
+            return Reply(202, b"", [("Location", "/v2/clean/app/blobs/uploads/s%d" % state["n"]),
+                                    ("Range", "0-0")])
+        f.route("/v2/clean/app/blobs/uploads/", open_session, methods=("POST",))
+        f.route(re.compile(r"/v2/clean/app/blobs/uploads/s\d+"), Reply.error(
+            400, "BLOB_UPLOAD_INVALID", "no"), methods=("PUT", "PATCH"))
+        f.route(re.compile(r"/v2/clean/app/blobs/uploads/s\d+"), lambda req: state["delete"],
+                methods=("DELETE",))
+        d = self.daemon(insecure_registries=[f.host], extra_args=["--max_concurrent_calls=1"])
+
+        cases = [
+            # Full speed, for ever: the error body must be cut at its cap.
+            ("endless", Reply.endless(500, limit=90, headers=[("Content-Type", "text/plain")])),
+            # One byte every 0.3 s, which no stall check catches: the clean-up's own limit.
+            ("drip", Reply.drip(500, interval=0.3, limit=90)),
+        ]
+        for kind, reply in cases:
+            with self.subTest(delete_body=kind):
+                state["delete"] = reply
+                deletes = len(f.requests(method="DELETE"))
+                start = time.monotonic()
+                s = Stream(write_layer(d, f.host + "/clean/app",
+                                       ("cleanup %s layer" % kind).encode(), timeout=30))
+                took = time.monotonic() - start
+                self.assertNotIn(s.code, (SC.OK, SC.DEADLINE_EXCEEDED) + BROKEN, s.summary())
+                self.assertGreater(len(f.requests(method="DELETE")), deletes,
+                                   "regd sent no clean-up DELETE (the test proves nothing): "
+                                   + s.summary())
+                self.assertLess(took, 20, "the WriteLayer ended only after %.1fs" % took)
+                # The only call slot is free again.
+                admitted = None
+                last = None
+                while time.monotonic() - start < 25:
+                    res, err = outcome(exists, d, sane_ref, timeout=5)
+                    if err is None:
+                        admitted = time.monotonic() - start
+                        self.assertTrue(res.exists)
+                        break
+                    last = err
+                    self.assertEqual(err.code(), SC.RESOURCE_EXHAUSTED, err.details())
+                    time.sleep(0.1)
+                self.assertIsNotNone(admitted, "no call admitted within 25 s of the failed "
+                                     "upload: %s" % (last and last.details()))
+                sys.stderr.write("[%s: WriteLayer %s in %.1fs, next call admitted at %.1fs] "
+                                 % (kind, s.code.name, took, admitted))
+        start = time.monotonic()
+        rc = d.stop(check=False)
+        self.assertEqual(rc, 0, "regd exited with %s after SIGTERM" % rc)
+        self.assertLess(time.monotonic() - start, 10)
+
+
+# -- 12. proxy environment --------------------------------------------------------------------
+
+PROXY_VARS = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+
+
+class ProxyEnvTest(HostileCase):
+    """Review: libcurl honoured http(s)_proxy, so the egress checks saw only the
+    proxy's (loopback) address: 169.254.169.254 was reached through it."""
+
+    def test_proxy_variables_are_ignored(self):
+        proxy = ConnectionRecorder().start()
+        self.addCleanup(proxy.stop)
+        f = self.fake("fake-proxy-direct")
+        sane_ref = serve_sane(f)
+        env = {k: proxy.url for k in PROXY_VARS}
+        env.update(no_proxy="", NO_PROXY="")
+        d = self.daemon(insecure_registries=[f.host], env=env)
+        for ref in ("169.254.169.254/latest/meta-data:v1", "[fe80::1]/a/b:v1",
+                    "169.254.169.254:80/x/y:z"):
+            with self.subTest(ref=ref):
+                self.assertCode(SC.PERMISSION_DENIED, "Exists", exists, d, ref, timeout=T_FAST)
+        self.assertEqual(proxy.connections(), [], "regd went through the proxy")
+        # A plain-HTTP registry is reached directly.
+        self.assertTrue(exists(d, sane_ref, timeout=T_FAST).exists)
+        self.assertTrue(f.requests(prefix="/v2/sane/app/"), "the registry saw nothing")
+        self.assertEqual(read_blob(d, f.host + "/sane/app", SANE.layers[0].digest),
+                         SANE.layers[0].data)
+        self.assertEqual(proxy.connections(), [], "regd went through the proxy")
+
+
+# -- 13. token realms and the egress policy ------------------------------------------------------
+
+class RealmEgressTest(HostileCase):
+    """Review: the realm of a Bearer challenge was fetched whatever the egress
+    policy said: a host outside --allowed_registries, HTTP for an HTTPS registry."""
+
+    def test_realm_outside_the_allow_list_is_refused_until_listed(self):
+        c = self.fake("fake-realm-host")
+        c.route("/token", Reply.json({"token": "t-realm", "expires_in": 300}))
+        a = self.fake("fake-realm-registry")
+        bearer = ScriptedBearer(a)
+        bearer.challenge = 'Bearer realm="%s/token",service="fake"' % c.url
+        bearer.accept = {"t-realm"}
+        sane_ref = serve_sane(a)
+
+        d = self.daemon(insecure_registries=[a.host],
+                        extra_args=["--allowed_registries=" + a.host])
+        err = self.assertCode(SC.PERMISSION_DENIED, "Exists", exists, d, sane_ref)
+        self.assertTrue(a.requests(prefix="/v2/"), "regd never asked the registry")
+        self.assertEqual(c.requests(), [], "regd asked a token host not in --allowed_registries")
+        self.assertIn(c.host, err.details())
+
+        listed = self.daemon(insecure_registries=[a.host],
+                             extra_args=["--allowed_registries=%s,%s" % (a.host, c.host)])
+        self.assertTrue(exists(listed, sane_ref).exists)
+        self.assertTrue(c.requests(prefix="/token"), "the listed token host was not asked")
+
+    def test_https_registry_with_plain_http_realm_is_refused(self):
+        c = self.fake("fake-realm-plain")
+        c.route("/token", Reply.json({"token": "t-tls", "expires_in": 300}))
+        t = self.fake("fake-realm-https", tls=CERT)
+        t.route("/token-self", Reply.json({"token": "t-tls", "expires_in": 300}))
+        bearer = ScriptedBearer(t)
+        bearer.challenge = 'Bearer realm="%s/token",service="fake"' % c.url   # http://
+        bearer.accept = {"t-tls"}
+        sane_ref = serve_sane(t)
+        config = self.write_config({t.host: {"ca_bundle": CERT[0]}})
+        # Both hosts are allowed: only the step down to HTTP is wrong. No
+        # credentials: the old check only covered those.
+        d = self.daemon(config=config,
+                        extra_args=["--allowed_registries=%s,%s" % (t.host, c.host)])
+        self.assertCode(SC.PERMISSION_DENIED, "Exists", exists, d, sane_ref)
+        self.assertTrue(t.requests(prefix="/v2/"), "regd never asked the registry")
+        self.assertEqual(c.requests(), [], "regd fetched an HTTPS registry's token over HTTP")
+        # Control: the same registry with an HTTPS realm works (the challenge is re-read).
+        bearer.challenge = 'Bearer realm="%s/token-self",service="fake"' % t.url
+        deadline = time.monotonic() + 10
+        while True:
+            res, err = outcome(exists, d, sane_ref, timeout=T_FAST)
+            if err is None or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        self.assertIsNone(err, "the HTTPS realm did not work: %s" % (err and err.details()))
+        self.assertTrue(res.exists)
+        self.assertEqual(c.requests(), [])
+
+
+# -- 14. waiting for another caller's token ------------------------------------------------------
+
+class TokenWaiterTest(HostileCase):
+    """Review: a caller waiting for another caller's token fetch ignored its own
+    cancel: a 2 s deadline held a call slot for as long as the fetch took."""
+
+    def test_waiter_for_a_stalled_token_fetch_ends_at_its_deadline(self):
+        release = threading.Event()
+        self.addCleanup(release.set)
+        c = self.fake("fake-slow-token")
+
+        def slow_token(req):
+            release.wait(20)   # the token service stalls (up to 20 s)
+            return Reply.json({"token": "t-slow", "expires_in": 300})
+        c.route("/token", slow_token)
+        a = self.fake("fake-slow-registry")
+        bearer = ScriptedBearer(a)
+        bearer.challenge = 'Bearer realm="%s/token",service="fake"' % c.url
+        bearer.accept = {"t-slow"}
+        other = self.fake("fake-slow-other")
+        other_ref = serve_sane(other)
+        d = self.daemon(insecure_registries=[a.host, other.host],
+                        extra_args=["--max_concurrent_calls=2"])
+
+        first = {}
+
+        def caller1():
+            first["res"], first["err"] = outcome(exists, d, a.host + "/slow/app:v1", timeout=40)
+        th = threading.Thread(target=caller1, daemon=True)
+        th.start()
+        self.addCleanup(th.join, 30)
+        # Caller 1 is inside the token fetch.
+        deadline = time.monotonic() + 10
+        while not c.requests(prefix="/token"):
+            self.assertLess(time.monotonic(), deadline, "caller 1 never asked for a token")
+            time.sleep(0.05)
+        time.sleep(0.3)
+
+        # Caller 2, same registry and scope, 2 s deadline: it waits for caller 1's fetch.
+        start = time.monotonic()
+        self.assertCode(SC.DEADLINE_EXCEEDED, "Exists (2 s deadline)", exists, d,
+                        a.host + "/slow/app:v2", timeout=2)
+        # Its slot is free soon after its deadline: a third call is admitted.
+        admitted, last = None, None
+        while time.monotonic() - start < 4:
+            res, err = outcome(exists, d, other_ref, timeout=T_FAST)
+            if err is None:
+                admitted = time.monotonic() - start
+                self.assertTrue(res.exists)
+                break
+            last = err
+            self.assertEqual(err.code(), SC.RESOURCE_EXHAUSTED, err.details())
+            time.sleep(0.1)
+        line = None
+        while line is None and time.monotonic() - start < 4:
+            line = call_line(d, "Exists", a.host + "/slow/app:v2")
+            time.sleep(0.05)
+        fetching = len(c.requests(prefix="/token"))
+        release.set()
+        th.join(30)
+        self.assertIsNotNone(admitted, "a third call was refused %.1fs after caller 1 started, "
+                             "while caller 2 (2 s deadline) still held its slot: %s"
+                             % (time.monotonic() - start, last and last.details()))
+        self.assertIsNotNone(line, "regd had not ended caller 2's call 4 s after it started")
+        self.assertIn(line[0], ("CANCELLED", "DEADLINE_EXCEEDED"), line)
+        self.assertLess(line[1], 4, "regd ended caller 2's call after %.1fs" % line[1])
+        self.assertEqual(fetching, 1, "caller 2 fetched a token of its own")
+        self.assertIn("err", first, "caller 1 never ended")
+        self.assertIsNone(first.get("err"), "caller 1 failed: %s"
+                          % (first.get("err") and first["err"].details()))
+        sys.stderr.write("[caller 2 ended %s in %.2fs; third call admitted at %.2fs] "
+                         % (line[0], line[1], admitted))
+
+
+# -- 15. token size ------------------------------------------------------------------------------
+
+BIG_TOKEN = "A" * 1000000
+
+
+class TokenSizeTest(HostileCase):
+    """Review: a token service could hand out megabyte tokens, each cached
+    (one per repository scope) until the daemon ran out of memory."""
+
+    ROUNDS = 2
+    CALLS = 80      # a round (each call fetches, and is refused, up to 3 tokens)
+    THREADS = 12
+
+    def test_megabyte_token_is_refused_and_memory_stays_flat(self):
+        c = self.fake("fake-big-token")
+        c.route("/token", Reply(200, json.dumps({"token": BIG_TOKEN, "expires_in": 86400}),
+                                [("Content-Type", "application/json")]))
+        a = self.fake("fake-big-token-registry")
+        bearer = ScriptedBearer(a)
+        bearer.challenge = 'Bearer realm="%s/token",service="fake"' % c.url
+        bearer.accept = {BIG_TOKEN}
+        sane = self.fake("fake-big-token-sane")
+        sane_ref = serve_sane(sane)
+        d = self.daemon(insecure_registries=[a.host, sane.host])
+        idle = proc_status_kib(d.proc.pid, "VmRSS")
+
+        _, err = outcome(exists, d, a.host + "/big/r0:v1")
+        self.assertIsNotNone(err, "Exists succeeded with a 1,000,000-character token")
+        self.assertNotIn(err.code(), BROKEN, err.details())
+        self.assertIn("token", err.details().lower())
+        self.assertRegex(err.details(), r"1000000|too (large|long)|at most",
+                         "the failure does not say the token was refused")
+        self.assertTrue(c.requests(prefix="/token"), "no token fetched (the test proves nothing)")
+        self.assertEqual([r for r in a.requests() if r.header("Authorization")], [],
+                         "the registry was sent the token")
+
+        # Two rounds on distinct repositories (each its own token scope): regd
+        # holds no token, so the second round leaves its memory where the first did.
+        errors = {}
+        lock = threading.Lock()
+        rss = []
+        start = time.monotonic()
+        for rnd in range(self.ROUNDS):
+            todo = iter(range(1 + rnd * self.CALLS, 1 + (rnd + 1) * self.CALLS))
+
+            def worker():
+                while True:
+                    with lock:
+                        i = next(todo, None)
+                    if i is None:
+                        return
+                    _, e = outcome(exists, d, "%s/big/r%d:v1" % (a.host, i))
+                    code = e.code().name if e is not None else "OK"
+                    with lock:
+                        errors[code] = errors.get(code, 0) + 1
+            workers = [threading.Thread(target=worker, daemon=True) for _ in range(self.THREADS)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join(60)
+            time.sleep(0.3)
+            rss.append(proc_status_kib(d.proc.pid, "VmRSS"))
+        took = time.monotonic() - start
+        calls = self.ROUNDS * self.CALLS
+        hwm = proc_status_kib(d.proc.pid, "VmHWM")
+        sys.stderr.write("[%d calls in %.1fs, %s; VmRSS %s MiB (idle %d MiB), VmHWM %d MiB] "
+                         % (calls, took, errors, "/".join(str(r >> 10) for r in rss),
+                            idle >> 10, hwm >> 10))
+        self.assertNotIn("OK", errors, errors)
+        self.assertFalse(set(errors) & {code.name for code in BROKEN}, errors)
+        self.assertEqual(sum(errors.values()), calls, "calls did not end: %s" % errors)
+        fetched = len(c.requests(prefix="/token"))
+        self.assertGreaterEqual(fetched, calls, "only %d token fetches" % fetched)
+        limit = (100 + (64 if sanitized_binary() else 0)) << 10
+        self.assertLess(rss[-1], limit, "regd holds %d MiB after %d megabyte tokens"
+                        % (rss[-1] >> 10, calls))
+        self.assertLess(rss[-1] - rss[0], 24 << 10,
+                        "regd grew by %d MiB in a second round of %d megabyte tokens"
+                        % ((rss[-1] - rss[0]) >> 10, self.CALLS))
+        self.assertServing(d, sane_ref)
+
+
+# -- 16. gRPC's own memory -----------------------------------------------------------------------
+
+class GrpcMemoryTest(HostileCase):
+    """Review: gRPC took 16 MiB messages on any number of calls at once, all
+    buffered before regd's inline budget could refuse them."""
+
+    CALLS = 48
+    SIZE = 15 << 20
+
+    def test_many_large_inline_writes_are_refused_without_buffering_them(self):
+        f = self.fake("fake-grpc-memory")
+        sane_ref = serve_sane(f)
+        d = self.daemon(insecure_registries=[f.host])
+        data = b"\0" * self.SIZE
+        req = pb.WriteLayerRequest(repo=f.host + "/inline/app", layer=pb.BlobSource(data=data),
+                                   retry=retry_config(pb, max_attempts=1))
+        codes = {}
+        lock = threading.Lock()
+        go = threading.Event()
+        # A connection each, all up before the first byte (gRPC shares one
+        # between channels to a target unless told not to): the 48 requests
+        # arrive side by side, not queued behind one connection's window.
+        stubs = []
+        for _ in range(self.CALLS):
+            ch = grpc.insecure_channel(d.target, options=[("grpc.use_local_subchannel_pool", 1)])
+            self.addCleanup(ch.close)
+            grpc.channel_ready_future(ch).result(timeout=T)
+            stubs.append(S.registry_pb2_grpc.RegistryStub(ch))
+
+        def one(stub):
+            go.wait()
+            s = Stream(stub.WriteLayer(req, timeout=60))
+            with lock:
+                codes.setdefault(s.code, []).append(s.details[:200])
+        threads = [threading.Thread(target=one, args=(stub,), daemon=True) for stub in stubs]
+        for t in threads:
+            t.start()
+        start = time.monotonic()
+        go.set()
+        for t in threads:
+            t.join(90)
+        took = time.monotonic() - start
+        hwm = proc_status_kib(d.proc.pid, "VmHWM")
+        sys.stderr.write("[%d x %d MiB inline WriteLayers in %.1fs: %s; VmHWM %d MiB] "
+                         % (self.CALLS, self.SIZE >> 20, took,
+                            {k.name: len(v) for k, v in codes.items()}, hwm >> 10))
+        self.assertEqual(sum(len(v) for v in codes.values()), self.CALLS, "calls did not end")
+        self.assertEqual(set(codes) - {SC.RESOURCE_EXHAUSTED, SC.UNAVAILABLE}, set(),
+                         "want RESOURCE_EXHAUSTED/UNAVAILABLE only: %r"
+                         % {k.name: v[:2] for k, v in codes.items()})
+        self.assertEqual(f.requests(prefix="/v2/inline/"), [], "an inline layer was uploaded")
+        self.assertLess(hwm, 400 << 10, "regd peaked at %d MiB" % (hwm >> 10))
+        self.assertServing(d, sane_ref)
 
 
 if __name__ == "__main__":
