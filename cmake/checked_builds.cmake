@@ -2,7 +2,10 @@
 #
 #   REGD_SANITIZE       everything (regd_core, the server, regd, the tests) with
 #                       ASan+UBSan; any UBSan finding aborts. The tests get
-#                       ASAN_OPTIONS/UBSAN_OPTIONS from tests/CMakeLists.txt.
+#                       ASAN_OPTIONS/UBSAN_OPTIONS from tests/sanitizers/.
+#                       Use clang: with g++, UBSan is a runtime of its own
+#                       (libubsan) that ignores log_path, so its reports would
+#                       miss the check at the end of the suite.
 #   REGD_FUZZ           clang only: regd_core with -fsanitize=fuzzer-no-link,
 #                       address,undefined and the libFuzzer targets of tests/fuzz
 #                       (build the target regd_fuzz; nothing else is needed).
@@ -35,6 +38,10 @@ if(CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
 endif()
 
 if(REGD_SANITIZE)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(WARNING "REGD_SANITIZE: UBSan reports go to stderr only with this compiler; "
+                    "use -DCMAKE_CXX_COMPILER=clang++-14")
+  endif()
   add_compile_options(${REGD_UBSAN_FLAGS})
   add_link_options(-fsanitize=address,undefined)
 endif()

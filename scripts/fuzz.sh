@@ -8,10 +8,11 @@
 #                                         (-runs=N); report executions, exec/s and crashes
 #   scripts/fuzz.sh repro TARGET FILE...  run a target once on saved inputs (e.g. a crash)
 # Environment: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_PARALLEL (targets run at
-# once, default 2), FUZZ_ARGS (extra libFuzzer flags). Each target grows its own
-# corpus in $FUZZ_BUILD_DIR/corpus/<target> (the seeds in tests/fuzz/corpus are only
-# read); crash inputs land in $FUZZ_BUILD_DIR/crashes/<target>/, logs in
-# $FUZZ_BUILD_DIR/logs/<target>.log. Copy a crash to tests/fuzz/crashes/<target>/
+# once, default 2), FUZZ_TIMEOUT (seconds one input may take, default 30; wall time,
+# so keep it above the stalls of a busy machine), FUZZ_ARGS (extra libFuzzer flags).
+# Each target grows its own corpus in $FUZZ_BUILD_DIR/corpus/<target> (the seeds in
+# tests/fuzz/corpus are only read); crash inputs land in $FUZZ_BUILD_DIR/crashes/<target>/,
+# logs in $FUZZ_BUILD_DIR/logs/<target>.log. Copy a crash to tests/fuzz/crashes/<target>/
 # to keep it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
 PARALLEL=${FUZZ_PARALLEL:-2}
 TARGETS=(reference www_authenticate manifest token_response docker_config config_file headers
-  oci_layout)
+  oci_layout text)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1:print_stacktrace=1}
 if [ -z "${ASAN_SYMBOLIZER_PATH:-}" ] && [ -x /usr/lib/llvm-14/bin/llvm-symbolizer ]; then
   export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer
@@ -45,7 +46,7 @@ run_one() {
   mkdir -p "$work" "$crashes" "$BUILD/logs"
   local rc=0
   # shellcheck disable=SC2086
-  "$BUILD/fuzz/fuzz_$t" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+  "$BUILD/fuzz/fuzz_$t" -print_final_stats=1 -timeout="${FUZZ_TIMEOUT:-30}" -rss_limit_mb=2048 \
     -artifact_prefix="$crashes/" "$@" ${FUZZ_ARGS:-} "$work" "tests/fuzz/corpus/$t" \
     >"$log" 2>&1 || rc=$?
   if [ "$rc" = 0 ]; then echo ok >"$BUILD/logs/$t.result"; else echo CRASH >"$BUILD/logs/$t.result"; fi
@@ -108,7 +109,7 @@ case "${1:-}" in
     exec "$BUILD/fuzz/fuzz_$t" "$@"
     ;;
   *)
-    sed -n '2,15p' "$0"
+    sed -n '2,16p' "$0"
     exit 2
     ;;
 esac

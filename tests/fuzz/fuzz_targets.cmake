@@ -8,7 +8,7 @@
 # (fuzz_replay_<target>).
 set(REGD_FUZZ_TARGETS
   reference www_authenticate manifest token_response docker_config config_file headers
-  oci_layout)
+  oci_layout text)
 set(REGD_FUZZ_DIR ${CMAKE_CURRENT_LIST_DIR})
 
 if(REGD_FUZZ)

@@ -1,7 +1,8 @@
 // Fuzzes what regd reads from an OCI image layout: the oci-layout marker and
 // index.json (ParseIndex with the OCI index media type), and the JSON layer
 // under every parser (JsonNestingDepth, ParseUntrustedJson), checking that the
-// flat depth scan agrees with the depth of what RapidJSON parsed.
+// flat depth scan agrees with the depth of what RapidJSON parsed, and that a
+// document it accepts holds only valid UTF-8 (escapes such as "\udc00" too).
 //
 // Input: the oci-layout file, a NUL byte, then index.json. Without a NUL the
 // whole input is index.json.
@@ -14,23 +15,34 @@
 #include "core/json.h"
 #include "core/manifest/manifest.h"
 #include "core/reference/reference.h"
+#include "core/text.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace {
 
-// The nesting depth of a parsed document, without recursion.
+absl::string_view View(const rapidjson::Value& v) {
+  return absl::string_view(v.GetString(), v.GetStringLength());
+}
+
+// The nesting depth of a parsed document, without recursion; checks that every
+// string and key is valid UTF-8 on the way.
 int DocumentDepth(const rapidjson::Value& root) {
   int deepest = 0;
   std::vector<std::pair<const rapidjson::Value*, int>> stack = {{&root, 0}};
   while (!stack.empty()) {
     auto [v, depth] = stack.back();
     stack.pop_back();
-    if (v->IsArray()) {
+    if (v->IsString()) {
+      FUZZ_CHECK(regd::IsValidUtf8(View(*v)));
+    } else if (v->IsArray()) {
       ++depth;
       for (const rapidjson::Value& e : v->GetArray()) stack.push_back({&e, depth});
     } else if (v->IsObject()) {
       ++depth;
-      for (const auto& m : v->GetObject()) stack.push_back({&m.value, depth});
+      for (const auto& m : v->GetObject()) {
+        FUZZ_CHECK(regd::IsValidUtf8(View(m.name)));
+        stack.push_back({&m.value, depth});
+      }
     }
     if (depth > deepest) deepest = depth;
   }

@@ -4,6 +4,8 @@
 if(MODE STREQUAL "clear")
   file(REMOVE_RECURSE ${REPORTS})
   file(MAKE_DIRECTORY ${REPORTS})
+  # Writable by a daemon that a test runs as another uid (test_limits).
+  execute_process(COMMAND chmod 1777 ${REPORTS})
 elseif(MODE STREQUAL "check")
   file(GLOB reports ${REPORTS}/*)
   if(reports)

@@ -29,13 +29,15 @@ function(regd_sanitize_tests)
   if(REGD_LLVM_SYMBOLIZER)
     string(APPEND common ":external_symbolizer_path=${REGD_LLVM_SYMBOLIZER}")
   endif()
-  # detect_leaks: LeakSanitizer at every exit; its suppressions name only
-  # process-lifetime globals of uninstrumented libraries (see lsan.supp).
-  set(asan "ASAN_OPTIONS=${common}:halt_on_error=1:abort_on_error=0:detect_leaks=1:strict_string_checks=1:check_initialization_order=1")
+  # detect_leaks: LeakSanitizer at every exit (no suppressions needed so far,
+  # gRPC, protobuf, absl and curl included).
+  # quarantine_size_mb: freed blocks ASan holds back to catch use after free;
+  # its default (256) alone would break test_limits' bound on the daemon's
+  # peak memory (VmHWM under 200 MB with 32 concurrent 4 MiB writes).
+  set(asan "ASAN_OPTIONS=${common}:halt_on_error=1:abort_on_error=0:detect_leaks=1:strict_string_checks=1:check_initialization_order=1:quarantine_size_mb=16")
   set(ubsan "UBSAN_OPTIONS=${common}:halt_on_error=1:print_stacktrace=1:suppressions=${REGD_SAN_DIR}/ubsan.supp")
-  set(lsan "LSAN_OPTIONS=suppressions=${REGD_SAN_DIR}/lsan.supp:print_suppressions=0")
   foreach(t ${tests})
-    set_property(TEST ${t} APPEND PROPERTY ENVIRONMENT "${asan}" "${ubsan}" "${lsan}")
+    set_property(TEST ${t} APPEND PROPERTY ENVIRONMENT "${asan}" "${ubsan}")
     set_property(TEST ${t} APPEND PROPERTY FIXTURES_REQUIRED sanitizer_reports)
   endforeach()
 
