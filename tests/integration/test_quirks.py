@@ -186,6 +186,18 @@ class QuirkCase(testing.IntegrationCase, StreamChecks):
         proxy.wait_idle()
         return [e for e in proxy.log(kind="upload") if e.path.startswith("/v2/%s/" % repo)]
 
+    def upload_and_land(self):
+        """WriteLayer of a fresh blob that must end UPLOADED and land intact:
+        (data, repo, stream, upload log, explanation for failures)."""
+        data, path = self.blob()
+        repo = self.repo()
+        s = self.write(repo, path)
+        ups = self.uploads(repo)
+        why = self.explain(s, ups)
+        self.assertLayerOk(s, SIZE, "UPLOADED", why)
+        self.assertLanded(repo, data)
+        return data, repo, s, ups, why
+
     def explain(self, s, ups, proxy=None):
         proxy = proxy or self.proxy
         lines = []
@@ -235,13 +247,7 @@ class GgcrTest(QuirkCase):
     mode = "ggcr"
 
     def test_chunked_upload(self):
-        data, path = self.blob()
-        repo = self.repo()
-        s = self.write(repo, path)
-        ups = self.uploads(repo)
-        why = self.explain(s, ups)
-        self.assertLayerOk(s, SIZE, "UPLOADED", why)
-        self.assertLanded(repo, data)
+        data, repo, s, ups, why = self.upload_and_land()
         self.assertEqual(s.retries(), [], why)
         patches = [e for e in ups if e.method == "PATCH"]
         self.assertEqual([e.status for e in patches], [204] * 4, why)
@@ -455,13 +461,7 @@ class GhcrTest(QuirkCase):
     mode = "ghcr"
 
     def test_chunks_over_4mib_are_refused_then_shrunk(self):
-        data, path = self.blob()
-        repo = self.repo()
-        s = self.write(repo, path)
-        ups = self.uploads(repo)
-        why = self.explain(s, ups)
-        self.assertLayerOk(s, SIZE, "UPLOADED", why)
-        self.assertLanded(repo, data)
+        data, repo, s, ups, why = self.upload_and_land()
         refused = [e for e in ups if e.status == 416]
         self.assertGreaterEqual(len(refused), 1, "no 416; the test proves nothing\n" + why)
         self.assertLessEqual(len(refused), 2, "regd kept sending big chunks\n" + why)
