@@ -24,9 +24,12 @@ class Executor {
   explicit Executor(int max_tasks) : max_tasks_(max_tasks) {}
   ~Executor();
 
-  // Starts `fn` on a worker thread. RESOURCE_EXHAUSTED at the cap, UNAVAILABLE
-  // once Drain has begun.
-  [[nodiscard]] absl::Status Submit(std::function<void()> fn);
+  // Starts `fn` on a worker thread, then `reply` (may be null) on the same
+  // thread once `fn`'s slot is free again: a caller told "done" by `reply`
+  // can start its next call at once without meeting the cap.
+  // RESOURCE_EXHAUSTED at the cap, UNAVAILABLE once Drain has begun.
+  [[nodiscard]] absl::Status Submit(std::function<void()> fn,
+                                    std::function<void()> reply = nullptr);
 
   // Stops accepting tasks and waits for running ones until `deadline`.
   // True when none is left running.
@@ -37,7 +40,8 @@ class Executor {
  private:
   const int max_tasks_;
   mutable absl::Mutex mu_;
-  int running_ ABSL_GUARDED_BY(mu_) = 0;
+  int running_ ABSL_GUARDED_BY(mu_) = 0;  // tasks holding a slot (the cap)
+  int alive_ ABSL_GUARDED_BY(mu_) = 0;    // worker threads not yet finished (Drain)
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
 };
 

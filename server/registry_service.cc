@@ -51,10 +51,12 @@ template <typename Reactor>
 Reactor* StartStream(Executor* executor, Reactor* reactor, const char* method, std::string subject,
                      std::function<absl::Status()> work) {
   absl::Time start = absl::Now();
-  absl::Status submitted =
-      executor->Submit([reactor, method, subject, start, work = std::move(work)] {
-        reactor->Complete(Logged(method, subject, start, work()));
-      });
+  auto status = std::make_shared<absl::Status>();
+  absl::Status submitted = executor->Submit(
+      [status, method, subject, start, work = std::move(work)] {
+        *status = Logged(method, subject, start, work());
+      },
+      [reactor, status] { reactor->Complete(*status); });
   if (!submitted.ok()) reactor->Complete(Logged(method, subject, start, submitted));
   return reactor;
 }
@@ -66,10 +68,12 @@ grpc::ServerUnaryReactor* RegistryService::RunUnary(
     std::function<absl::Status(const CancelFlag&)> work) {
   auto* reactor = new UnaryReactor();
   absl::Time start = absl::Now();
-  absl::Status submitted =
-      executor_->Submit([reactor, method, subject, start, work = std::move(work)] {
-        reactor->Finish(ToGrpcStatus(Logged(method, subject, start, work(reactor->cancelled()))));
-      });
+  auto status = std::make_shared<absl::Status>();
+  absl::Status submitted = executor_->Submit(
+      [status, reactor, method, subject, start, work = std::move(work)] {
+        *status = Logged(method, subject, start, work(reactor->cancelled()));
+      },
+      [reactor, status] { reactor->Finish(ToGrpcStatus(*status)); });
   if (!submitted.ok()) reactor->Finish(ToGrpcStatus(Logged(method, subject, start, submitted)));
   return reactor;
 }

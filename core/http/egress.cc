@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "core/http/http.h"
+#include "core/status_macros.h"
 #include "core/text.h"
 
 namespace regd {
@@ -48,6 +49,17 @@ bool PatternMatches(absl::string_view pattern, absl::string_view host_port, bool
     return host.size() > suffix.size() && absl::EndsWithIgnoreCase(host, suffix);
   }
   return absl::EqualsIgnoreCase(phost, host);
+}
+
+[[nodiscard]] absl::Status CheckUrlBytes(absl::string_view url) {
+  for (char c : url) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("refusing a URL with spaces or control bytes: ", ForMessage(url, 120)));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -149,6 +161,9 @@ absl::Status EgressPolicy::CheckRegistry(absl::string_view host_port) const {
 }
 
 absl::Status EgressPolicy::CheckHop(absl::string_view from, absl::string_view to) const {
+  // libcurl reads a URL as a C string: a NUL (or any control byte) would make
+  // it connect to another host than the one checked here.
+  RETURN_IF_ERROR(CheckUrlBytes(to));
   const bool to_https = absl::StartsWithIgnoreCase(to, "https://");
   const bool to_http = absl::StartsWithIgnoreCase(to, "http://");
   if (!to_https && !to_http) {
@@ -181,6 +196,7 @@ absl::Status EgressPolicy::CheckHop(absl::string_view from, absl::string_view to
 
 absl::Status EgressPolicy::CheckRealm(absl::string_view registry_url,
                                       absl::string_view realm) const {
+  RETURN_IF_ERROR(CheckUrlBytes(realm));
   const bool https = absl::StartsWithIgnoreCase(realm, "https://");
   const bool http = absl::StartsWithIgnoreCase(realm, "http://");
   const std::string host_port = UrlHostPort(realm);

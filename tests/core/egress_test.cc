@@ -98,6 +98,10 @@ TEST(Egress, Hops) {
   EXPECT_FALSE(p.CheckHop("http://127.0.0.1:5000/v2/", "http://other:80/b").ok());
   EXPECT_FALSE(p.CheckHop("https://r/v2/", "file:///etc/passwd").ok());
   EXPECT_FALSE(p.CheckHop("https://r/v2/", "gopher://x/").ok());
+  // libcurl would stop at the NUL and connect to evil.example.org.
+  EXPECT_FALSE(
+      p.CheckHop("https://r/v2/", std::string("https://evil.example.org\0.r/v2/", 31)).ok());
+  EXPECT_FALSE(p.CheckHop("https://r/v2/", "https://cdn.example/a b").ok());
   EgressOptions strict = o;
   strict.allowed_registries = {"r"};
   EgressPolicy s(strict);

@@ -813,9 +813,18 @@ class WireTest(WriteCase):
             repo="%s/%s" % (PROXY.host, repo), layer=pb.BlobSource(path=path), retry=retry()),
             timeout=T)
         util.wait_until(lambda: PROXY.log(method="PATCH"), 10, what="the leader's first PATCH")
-        follower = call_async(lambda: write_layer("%s/%s" % (PROXY.host, repo),
-                                                  pb.BlobSource(path=path)))
-        time.sleep(0.5)  # the follower hashes the file, then joins the leader's upload
+        # The follower hashes the file, then joins the leader's upload: it has
+        # joined once it sees the leader's progress (complete > 0).
+        joined = threading.Event()
+
+        def on_event(_, ev):
+            if ev.WhichOneof("event") == "progress" and ev.progress.complete > 0:
+                joined.set()
+
+        follower = call_async(lambda: Stream(D.stub.WriteLayer(pb.WriteLayerRequest(
+            repo="%s/%s" % (PROXY.host, repo), layer=pb.BlobSource(path=path), retry=retry()),
+            timeout=T), on_event=on_event))
+        self.assertTrue(joined.wait(20), "the follower never saw the leader's progress")
         cancelled_at = time.monotonic()
         leader.cancel()
         PROXY.remove_fault(rate)
