@@ -395,10 +395,8 @@ absl::Status Engine::ReadBlob(absl::string_view repo_text, absl::string_view dig
     head.follow_redirects = true;
     head.cancelled = cancelled;
     ASSIGN_OR_RETURN(HttpResponse h, SendRead(repo, std::move(head)));
-    int64_t size = -1;
-    std::optional<std::string> length = h.Header("content-length");
-    if (h.status == 200 && length.has_value() && absl::SimpleAtoi(*length, &size) &&
-        offset < size) {
+    const int64_t size = ContentLength(h);
+    if (h.status == 200 && offset < size) {
       req.headers.back().second = absl::StrCat("bytes=", offset, "-", size - 1);
       started = false;
       resp = client_->Send(ep, Pull(repo), req);

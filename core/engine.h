@@ -181,6 +181,11 @@ class Engine {
   // INVALID_ARGUMENT unless the blob's bytes hash to its descriptor's digest.
   [[nodiscard]] absl::Status VerifySourceDigest(const PreparedBlob& blob,
                                                 const CancelFlag& cancelled);
+  // The digest of `blob`'s bytes with `algorithm`, through the DigestCache
+  // for files; stops at cancel.
+  [[nodiscard]] absl::StatusOr<std::string> DigestOf(const OpenedBlob& blob,
+                                                     const std::string& algorithm,
+                                                     const CancelFlag& cancelled);
   [[nodiscard]] absl::StatusOr<LayerOutcome> UploadBlob(const Repository& repo,
                                                         const PreparedBlob& blob,
                                                         const RetryPolicy& retry,

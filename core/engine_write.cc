@@ -118,15 +118,7 @@ absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(BlobSpec spec,
                                                    " bytes, the source has ", p.blob->size()));
   }
   if (spec.digest.empty()) {
-    const OpenedBlob* blob = p.blob.get();
-    const std::atomic<bool>* stop = cancelled.get();
-    auto compute = [blob, stop] { return blob->ComputeDigest("sha256", stop); };
-    if (blob->identity().empty()) {
-      ASSIGN_OR_RETURN(p.descriptor.digest, compute());
-    } else {
-      ASSIGN_OR_RETURN(p.descriptor.digest,
-                       digests_.Get(blob->identity(), compute, !blob->recently_modified(), stop));
-    }
+    ASSIGN_OR_RETURN(p.descriptor.digest, DigestOf(*p.blob, "sha256", cancelled));
     p.digest_computed = true;
   } else {
     RETURN_IF_ERROR(ValidateDigest(spec.digest));
@@ -249,21 +241,23 @@ absl::StatusOr<LayerOutcome> Engine::UploadBlob(const Repository& repo, const Pr
 
 absl::Status Engine::VerifySourceDigest(const PreparedBlob& blob, const CancelFlag& cancelled) {
   if (blob.digest_computed || blob.blob == nullptr) return absl::OkStatus();
-  const OpenedBlob* b = blob.blob.get();
   const std::string& want = blob.descriptor.digest;
-  const std::string algorithm = want.substr(0, want.find(':'));
-  const std::atomic<bool>* stop = cancelled.get();
-  auto compute = [b, stop, &algorithm] { return b->ComputeDigest(algorithm, stop); };
-  absl::StatusOr<std::string> got =
-      b->identity().empty() || algorithm != "sha256"
-          ? compute()
-          : digests_.Get(b->identity(), compute, !b->recently_modified(), stop);
-  if (!got.ok()) return got.status();
-  if (*got != want) {
+  ASSIGN_OR_RETURN(std::string got,
+                   DigestOf(*blob.blob, want.substr(0, want.find(':')), cancelled));
+  if (got != want) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the source's bytes hash to ", *got, ", not to the given digest ", want));
+        absl::StrCat("the source's bytes hash to ", got, ", not to the given digest ", want));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Engine::DigestOf(const OpenedBlob& blob, const std::string& algorithm,
+                                             const CancelFlag& cancelled) {
+  const std::atomic<bool>* stop = cancelled.get();
+  auto compute = [&blob, &algorithm, stop] { return blob.ComputeDigest(algorithm, stop); };
+  // Files hash once per identity (the cache holds sha256 only); inline data is cheap.
+  if (blob.identity().empty() || algorithm != "sha256") return compute();
+  return digests_.Get(blob.identity(), compute, !blob.recently_modified(), stop);
 }
 
 absl::StatusOr<LayerOutcome> Engine::OpenAndUpload(const Repository& repo,

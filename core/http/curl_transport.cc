@@ -227,10 +227,7 @@ absl::StatusOr<HttpResponse> CurlTransport::Send(const HttpRequest& req) {
   HttpRequest hop = req;
   for (int redirects = 0;; ++redirects) {
     absl::StatusOr<HttpResponse> resp = SendOnce(hop);
-    if (!resp.ok() || !IsRedirect(resp->status)) {
-      if (resp.ok()) resp->url = hop.url;
-      return resp;
-    }
+    if (!resp.ok() || !IsRedirect(resp->status)) return resp;  // resp->url: this hop
     std::optional<std::string> location = resp->Header("location");
     if (!location.has_value() || location->empty()) return resp;
     if (redirects >= EgressPolicy::kMaxRedirects) {

@@ -18,8 +18,8 @@
 namespace {
 
 constexpr const char* kRegistries[] = {
-    "docker.io", "ghcr.io", "localhost:5000", "127.0.0.1:5000",
-    "registry.example.com", "index.docker.io", "quay.io", "[::1]:5000",
+    "docker.io",       "ghcr.io", "localhost:5000", "127.0.0.1:5000", "registry.example.com",
+    "index.docker.io", "quay.io", "[::1]:5000",
 };
 
 // The fixed helper answer's secret, which must never show up in a status.

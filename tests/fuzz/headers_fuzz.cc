@@ -6,11 +6,10 @@
 //
 // Input: "retry-after\nrange\nbase-url\nlocation" (missing parts are empty;
 // the location keeps any further newlines).
-#include <cstddef>
-#include <cstdint>
-
 #include <curl/curl.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "absl/strings/ascii.h"

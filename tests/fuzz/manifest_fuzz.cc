@@ -26,10 +26,8 @@ constexpr absl::string_view kContentTypes[] = {
 
 void CheckIndex(const regd::Index& idx) {
   const regd::Platform wants[] = {
-      {"linux", "amd64", "", ""},
-      {"linux", "arm64", "v8", ""},
-      {"linux", "arm", "", ""},
-      {"windows", "amd64", "", "10.0.17763.1"},
+      {"linux", "amd64", "", ""}, {"linux", "arm64", "v8", ""},
+      {"linux", "arm", "", ""},   {"windows", "amd64", "", "10.0.17763.1"},
       {"", "", "", ""},
   };
   for (const regd::Platform& want : wants) {

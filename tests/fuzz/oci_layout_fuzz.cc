@@ -67,9 +67,9 @@ void CheckJsonLayer(absl::string_view text) {
     FUZZ_CHECK(parsed <= full);
     if (text.find('\0') == absl::string_view::npos) FUZZ_CHECK(parsed == full);
   } else {
-    FUZZ_CHECK(st.code() == absl::StatusCode::kInvalidArgument ||
-               (st.code() == absl::StatusCode::kResourceExhausted &&
-                text.size() > limits.max_bytes));
+    FUZZ_CHECK(
+        st.code() == absl::StatusCode::kInvalidArgument ||
+        (st.code() == absl::StatusCode::kResourceExhausted && text.size() > limits.max_bytes));
   }
 }
 

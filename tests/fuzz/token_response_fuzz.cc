@@ -6,8 +6,7 @@
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  absl::StatusOr<regd::BearerToken> tok =
-      regd::ParseTokenResponse(regd::fuzz::AsView(data, size));
+  absl::StatusOr<regd::BearerToken> tok = regd::ParseTokenResponse(regd::fuzz::AsView(data, size));
   if (tok.ok()) {
     FUZZ_CHECK(!tok->value.empty());
     // It goes into an Authorization header as is.

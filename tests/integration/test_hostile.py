@@ -1352,12 +1352,12 @@ class TokenSizeTest(HostileCase):
         rss = []
         start = time.monotonic()
         for rnd in range(self.ROUNDS):
-            todo = iter(range(1 + rnd * self.CALLS, 1 + (rnd + 1) * self.CALLS))
+            pending = iter(range(1 + rnd * self.CALLS, 1 + (rnd + 1) * self.CALLS))
 
             def worker():
                 while True:
                     with lock:
-                        i = next(todo, None)
+                        i = next(pending, None)
                     if i is None:
                         return
                     _, e = outcome(exists, d, "%s/big/r%d:v1" % (a.host, i))
