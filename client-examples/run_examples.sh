@@ -16,6 +16,11 @@
 #            same bytes inline), and the python example's read-blob and
 #            push-image (of a demo OCI layout, to the tag regd-examples-push;
 #            with --self-contained to a fresh repository, plus a mount).
+#            Then each example's `upload` (UploadBlob, the client streams the
+#            bytes) of a ~5 MiB random file: UPLOADED, then EXISTED, a wrong
+#            digest refused, the blob read back (python read-blob; with
+#            --self-contained also a HEAD on the registry) and, with
+#            --self-contained, an upload --mount-from into a fresh repository.
 # --self-contained
 #            starts everything itself on loopback: a docker-registry with temp
 #            storage, seeded by seed_demo_image.sh, and $REGD_BIN (default
@@ -123,12 +128,15 @@ EOF
 }
 
 # --- the three clients ------------------------------------------------------
+# Connection options (TLS, --token, --registry-*) given to every client call
+# after --addr; gateway_checks sets them (and addr) as locals.
+conn_args=()
 client() {  # client LANG ARGS...
   local lang=$1; shift
   case $lang in
-    python) timeout "$cmd_timeout" "$PYTHON" "$here/python/regd_client.py" --addr "$addr" "$@" ;;
-    go) timeout "$cmd_timeout" "$here/go/regd-example" --addr "$addr" "$@" ;;
-    node) timeout "$cmd_timeout" "$NODE" "$here/node/index.js" --addr "$addr" "$@" ;;
+    python) timeout "$cmd_timeout" "$PYTHON" "$here/python/regd_client.py" --addr "$addr" "${conn_args[@]}" "$@" ;;
+    go) timeout "$cmd_timeout" "$here/go/regd-example" --addr "$addr" "${conn_args[@]}" "$@" ;;
+    node) timeout "$cmd_timeout" "$NODE" "$here/node/index.js" --addr "$addr" "${conn_args[@]}" "$@" ;;
   esac
 }
 
@@ -144,6 +152,24 @@ run() {
     return 0
   fi
   not_ok "$lang $name: exit $rc, want $want"
+  echo "#   command: $lang $*"
+  show "$out.out"; show "$out.err"
+  return 1
+}
+
+# run_fails NAME LANG ARGS...: like run, but passes when the client fails
+# with a gRPC status (any exit status but 0, 2 for a usage error and 124 for
+# the timeout).
+run_fails() {
+  local name=$1 lang=$2; shift 2
+  local out="$work/$lang.$name"
+  client "$lang" "$@" >"$out.out" 2>"$out.err"
+  local rc=$?
+  if [[ $rc != 0 && $rc != 2 && $rc != 124 ]]; then
+    ok "$lang $name fails (exit $rc: $(grep -m1 '^error:' "$out.err" | cut -c1-100))"
+    return 0
+  fi
+  not_ok "$lang $name: exit $rc, want a gRPC error"
   echo "#   command: $lang $*"
   show "$out.out"; show "$out.err"
   return 1
@@ -312,6 +338,123 @@ upload_checks() {
   rm -rf "$dir"
 }
 
+# sent_bytes FILE: N from the "sent N bytes in M passes" line of an upload.
+sent_bytes() {
+  sed -n 's/^sent \([0-9][0-9]*\) bytes in [0-9][0-9]* passes$/\1/p' "$1" | tail -n 1
+}
+
+# blob_on_registry REPO DIGEST SIZE: a HEAD on the (plain HTTP, self-contained)
+# registry finds the blob with that digest and size.
+blob_on_registry() {
+  local path=${1#"$registry"/} headers
+  headers=$(curl -fsS -I "http://$registry/v2/$path/blobs/$2" 2>&1 | tr -d '\r') || {
+    echo "#   HEAD /v2/$path/blobs/$2: $headers"; return 1; }
+  if grep -qix "docker-content-digest: $2" <<<"$headers" &&
+    grep -qix "content-length: $3" <<<"$headers"; then
+    return 0
+  fi
+  echo "#   unexpected headers:"
+  printf '%s\n' "$headers" | sed 's/^/#     /'
+  return 1
+}
+
+# UploadBlob through each example: the client streams the bytes itself, so
+# the files stay in $work (no --allowed_paths needed).
+upload_blob_checks() {
+  local l repo file digest size sent other
+  repo=$(repo_of "$ref")
+  for l in "${langs[@]}"; do
+    # Random content over 5 MiB, so the first upload must send several chunks.
+    file="$work/$l.upload.blob"
+    head -c $((5 * 1024 * 1024 + RANDOM)) /dev/urandom >"$file"
+    digest="sha256:$(sha256sum "$file" | cut -d' ' -f1)"
+    size=$(stat -c %s "$file")
+    if run upload 0 "$l" upload "$repo" "$file"; then
+      check_eq "$l upload outcome is UPLOADED" "$(jget "$work/$l.upload.out" outcome)" UPLOADED
+      check_eq "$l upload digest matches the file" \
+        "$(jget "$work/$l.upload.out" descriptor digest)" "$digest"
+      check_eq "$l upload size matches the file" \
+        "$(jget "$work/$l.upload.out" descriptor size)" "$size"
+      sent=$(sent_bytes "$work/$l.upload.err")
+      check "$l upload sent every byte (sent ${sent:-?} of $size)" \
+        test "${sent:-0}" -ge "$size"
+    fi
+    if run upload-again 0 "$l" upload --chunk-bytes 262144 "$repo" "$file"; then
+      check_eq "$l upload of the same bytes is EXISTED" \
+        "$(jget "$work/$l.upload-again.out" outcome)" EXISTED
+      check_eq "$l upload of an existing blob sends nothing" \
+        "$(sent_bytes "$work/$l.upload-again.err")" 0
+    fi
+    if [[ $self_contained == 1 ]]; then
+      check "$l upload: the registry holds $digest ($size bytes)" \
+        blob_on_registry "$repo" "$digest" "$size"
+    fi
+    if [[ " ${langs[*]} " == *" python "* ]] &&
+      run "read-upload-$l" 0 python read-blob "$repo" "$digest" --out "$work/$l.upload.back"; then
+      check "python read-blob returns the bytes $l uploaded" cmp -s "$work/$l.upload.back" "$file"
+    fi
+    # A digest that is not the file's: INVALID_ARGUMENT, nothing committed.
+    other="sha256:$(head -c 64 /dev/urandom | sha256sum | cut -d' ' -f1)"
+    head -c $((64 * 1024 + RANDOM)) /dev/urandom >"$work/$l.upload-small.blob"
+    run upload-wrong-digest 3 "$l" upload --digest "$other" "$repo" "$work/$l.upload-small.blob" &&
+      check "$l upload with a wrong digest reports INVALID_ARGUMENT" \
+        grep -q INVALID_ARGUMENT "$work/$l.upload-wrong-digest.err"
+    if [[ $self_contained == 1 ]]; then
+      # A fresh repository on the same registry: mounted, no bytes sent.
+      if run upload-mount 0 "$l" upload --mount-from "$repo" "${repo%/*}/upload-mount-$$-$l" "$file"; then
+        check_eq "$l upload --mount-from is MOUNTED" \
+          "$(jget "$work/$l.upload-mount.out" outcome)" MOUNTED
+      fi
+    fi
+    rm -f "$work/$l.upload.back"
+  done
+}
+
+# gateway_checks GW_ADDR CA CERT KEY TOKEN [SERVER_NAME [REG_USER REG_PASS [REPO]]]
+#   NOT CALLED YET (wired once regd serves UploadBlob behind TLS + --policy).
+#   GW_ADDR is a regd (or gateway) serving TLS that requires client
+#   certificates, with a tenant that CERT/KEY (or TOKEN) names allowed to push
+#   to REPO (default: REF's repository). CA verifies the server; SERVER_NAME
+#   is the name to check in its certificate (for certificates not issued to
+#   the host in GW_ADDR, e.g. 127.0.0.1). REG_USER/REG_PASS are sent as
+#   per-call registry credentials (x-registry-auth; default a dummy pair,
+#   which a registry that asks for none ignores).
+#   Each example uploads a fresh ~5 MiB file with mTLS, --token and
+#   --registry-user/--registry-password (must be UPLOADED with the right
+#   digest), python reads it back through the gateway, and each example must
+#   be refused without a client certificate (token alone).
+gateway_checks() {
+  local gw=$1 ca=$2 cert=$3 key=$4 token=$5 server_name=${6:-}
+  local reg_user=${7:-regd-examples} reg_pass=${8:-regd-examples-password}
+  local repo=${9:-$(repo_of "$ref")}
+  # client() reads these through bash's dynamic scoping.
+  local addr=$gw
+  local -a conn_args tls=(--tls-ca "$ca")
+  [[ -n $server_name ]] && tls+=(--tls-server-name "$server_name")
+  local l file digest
+  for l in "${langs[@]}"; do
+    file="$work/$l.gw.blob"
+    head -c $((5 * 1024 * 1024 + RANDOM)) /dev/urandom >"$file"
+    digest="sha256:$(sha256sum "$file" | cut -d' ' -f1)"
+    conn_args=("${tls[@]}" --tls-cert "$cert" --tls-key "$key" --token "$token"
+               --registry-user "$reg_user" --registry-password "$reg_pass")
+    if run gw-upload 0 "$l" upload "$repo" "$file"; then
+      check_eq "$l upload through the gateway (mTLS, token, registry credentials) is UPLOADED" \
+        "$(jget "$work/$l.gw-upload.out" outcome)" UPLOADED
+      check_eq "$l upload through the gateway: digest matches the file" \
+        "$(jget "$work/$l.gw-upload.out" descriptor digest)" "$digest"
+    fi
+    if [[ $l == python ]] &&
+      run gw-read-blob 0 python read-blob "$repo" "$digest" --out "$work/python.gw.back"; then
+      check "python read-blob through the gateway returns the uploaded bytes" \
+        cmp -s "$work/python.gw.back" "$file"
+    fi
+    # No client certificate: the gateway must refuse (the token alone does not do).
+    conn_args=("${tls[@]}" --token "$token")
+    run_fails gw-upload-no-cert "$l" upload "$repo" "$file"
+  done
+}
+
 # --- self-contained setup ----------------------------------------------------
 free_port() {
   "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -391,6 +534,7 @@ echo "# daemon $addr, image $ref"
 read_checks
 if [[ -n $upload_dir ]]; then
   upload_checks
+  upload_blob_checks
 fi
 if [[ $self_contained == 1 ]] && ! kill -0 "${pids[-1]}" 2>/dev/null; then
   not_ok "regd still running after the examples"

@@ -88,8 +88,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineOptions options) {
     if (!rc.credentials_file.empty()) co.credentials_files[name] = rc.credentials_file;
   }
   e->credentials_ = std::make_unique<CredentialStore>(std::move(co), e->clock_);
-  e->auth_ = std::make_unique<Authenticator>(e->transport_.get(), e->credentials_.get(), e->clock_,
-                                             e->egress_.get());
+  e->auth_ = std::make_unique<Authenticator>(e->transport_.get(), e->clock_, e->egress_.get());
   e->client_ =
       std::make_unique<RegistryClient>(e->transport_.get(), e->auth_.get(), e->egress_.get());
   e->uploads_ = std::make_unique<SharedUploads>();
@@ -124,10 +123,21 @@ std::optional<absl::Duration> Engine::RetryAfterOf(const absl::StatusOr<HttpResp
   return ParseRetryAfter(*value, clock_->Now());
 }
 
-absl::StatusOr<HttpResponse> Engine::SendRead(const Repository& repo, HttpRequest req) {
+CredentialChain Engine::ChainFor(const CallContext& ctx) const {
+  CredentialChain chain;
+  chain.own = ctx.credentials.get();
+  chain.tenant = ctx.tenant_credentials.get();
+  chain.daemon = credentials_.get();
+  return chain;
+}
+
+absl::StatusOr<HttpResponse> Engine::SendRead(const CallContext& ctx, const Repository& repo,
+                                              HttpRequest req) {
   Endpoint ep = EndpointFor(repo.registry);
+  req.cancelled = ctx.cancelled;
+  const CredentialChain who = ChainFor(ctx);
   for (int attempt = 1;; ++attempt) {
-    absl::StatusOr<HttpResponse> resp = client_->Send(ep, Pull(repo), req);
+    absl::StatusOr<HttpResponse> resp = client_->Send(who, ep, Pull(repo), req);
     bool retry =
         resp.ok() ? IsRetryableHttpStatus(resp->status) : absl::IsUnavailable(resp.status());
     if (!retry || attempt >= kReadRetry.max_attempts) return resp;
@@ -137,16 +147,15 @@ absl::StatusOr<HttpResponse> Engine::SendRead(const Repository& repo, HttpReques
   }
 }
 
-absl::StatusOr<Engine::Fetched> Engine::FetchManifest(const Repository& repo,
-                                                      const std::string& identifier,
-                                                      const CancelFlag& cancelled) {
+absl::StatusOr<Engine::Fetched> Engine::FetchManifest(const CallContext& ctx,
+                                                      const Repository& repo,
+                                                      const std::string& identifier) {
   HttpRequest req;
-  req.cancelled = cancelled;
   req.method = "GET";
   req.url = ManifestPath(repo, identifier);
   req.headers.emplace_back("Accept", std::string(media::kManifestAccept));
   req.max_body = kMaxManifestBytes;
-  absl::StatusOr<HttpResponse> resp = SendRead(repo, std::move(req));
+  absl::StatusOr<HttpResponse> resp = SendRead(ctx, repo, std::move(req));
   if (absl::IsResourceExhausted(resp.status())) {
     return absl::ResourceExhaustedError(
         absl::StrCat("manifest larger than ", kMaxManifestBytes, " bytes"));
@@ -186,39 +195,38 @@ absl::StatusOr<Engine::Fetched> Engine::FetchManifest(const Repository& repo,
   return f;
 }
 
-absl::StatusOr<std::string> Engine::FetchSmallBlob(const Repository& repo, const Descriptor& d,
-                                                   const CancelFlag& cancelled) {
+absl::StatusOr<std::string> Engine::FetchSmallBlob(const CallContext& ctx, const Repository& repo,
+                                                   const Descriptor& d) {
   if (d.size > static_cast<int64_t>(kMaxManifestBytes)) {
     return absl::ResourceExhaustedError(
         absl::StrCat("config blob ", d.digest, " is larger than ", kMaxManifestBytes, " bytes"));
   }
   HttpRequest req;
-  req.cancelled = cancelled;
   req.method = "GET";
   req.url = BlobPath(repo, d.digest);
   req.follow_redirects = true;
   req.max_body = kMaxManifestBytes;
-  ASSIGN_OR_RETURN(HttpResponse resp, SendRead(repo, std::move(req)));
+  ASSIGN_OR_RETURN(HttpResponse resp, SendRead(ctx, repo, std::move(req)));
   if (resp.status != 200) return StatusFromHttp(resp, "GET config blob", NotFoundMeaning::kImage);
   RETURN_IF_ERROR(VerifyDigest(resp.body, d.digest, "config blob"));
   return std::move(resp.body);
 }
 
-absl::StatusOr<std::map<std::string, std::string>> Engine::LabelsOf(const Repository& repo,
-                                                                    const Manifest& m,
-                                                                    const CancelFlag& cancelled) {
-  ASSIGN_OR_RETURN(std::string raw, FetchSmallBlob(repo, m.config, cancelled));
+absl::StatusOr<std::map<std::string, std::string>> Engine::LabelsOf(const CallContext& ctx,
+                                                                    const Repository& repo,
+                                                                    const Manifest& m) {
+  ASSIGN_OR_RETURN(std::string raw, FetchSmallBlob(ctx, repo, m.config));
   ASSIGN_OR_RETURN(ImageConfigInfo info, ParseImageConfig(raw));
   return info.labels;
 }
 
 // Resolves `ref` to a single manifest, choosing from an index by platform.
 // `fetched` holds the top manifest when it was fetched already (raw non-empty).
-absl::StatusOr<Manifest> Engine::ResolveImage(const Reference& ref,
+absl::StatusOr<Manifest> Engine::ResolveImage(const CallContext& ctx, const Reference& ref,
                                               const std::optional<Platform>& platform,
-                                              Fetched* fetched, const CancelFlag& cancelled) {
+                                              Fetched* fetched) {
   if (fetched->raw.empty()) {
-    ASSIGN_OR_RETURN(*fetched, FetchManifest(ref.repo, ref.Identifier(), cancelled));
+    ASSIGN_OR_RETURN(*fetched, FetchManifest(ctx, ref.repo, ref.Identifier()));
   }
   if (fetched->kind == ManifestKind::kManifest) {
     if (platform.has_value()) {
@@ -238,7 +246,7 @@ absl::StatusOr<Manifest> Engine::ResolveImage(const Reference& ref,
     return absl::NotFoundError(absl::StrCat("image reference not found: no manifest for platform ",
                                             platform->String(), " in ", ref.String()));
   }
-  ASSIGN_OR_RETURN(*fetched, FetchManifest(ref.repo, idx.manifests[*i].digest, cancelled));
+  ASSIGN_OR_RETURN(*fetched, FetchManifest(ctx, ref.repo, idx.manifests[*i].digest));
   if (fetched->kind != ManifestKind::kManifest) {
     return absl::FailedPreconditionError(absl::StrCat("the ", platform->String(), " entry of ",
                                                       ref.String(), " is itself an index"));
@@ -246,14 +254,14 @@ absl::StatusOr<Manifest> Engine::ResolveImage(const Reference& ref,
   return ParseManifest(fetched->raw, fetched->media_type);
 }
 
-absl::StatusOr<InspectResult> Engine::Inspect(absl::string_view ref_text,
-                                              const std::optional<Platform>& platform,
-                                              const CancelFlag& cancelled) {
+absl::StatusOr<InspectResult> Engine::Inspect(const CallContext& ctx, absl::string_view ref_text,
+                                              const std::optional<Platform>& platform) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_text));
+  RETURN_IF_ERROR(ctx.Allow(ref.repo, Action::kPull));
   InspectResult out;
   Fetched top;
   if (!platform.has_value()) {
-    ASSIGN_OR_RETURN(top, FetchManifest(ref.repo, ref.Identifier(), cancelled));
+    ASSIGN_OR_RETURN(top, FetchManifest(ctx, ref.repo, ref.Identifier()));
     if (top.kind == ManifestKind::kIndex) {
       ASSIGN_OR_RETURN(Index idx, ParseIndex(top.raw, top.media_type));
       out.schema_version = idx.schema_version;
@@ -261,66 +269,65 @@ absl::StatusOr<InspectResult> Engine::Inspect(absl::string_view ref_text,
       out.digest = top.digest;
       out.manifests = idx.manifests;
       if (std::optional<size_t> def = DefaultIndexEntry(idx)) {
-        ASSIGN_OR_RETURN(Fetched child,
-                         FetchManifest(ref.repo, idx.manifests[*def].digest, cancelled));
+        ASSIGN_OR_RETURN(Fetched child, FetchManifest(ctx, ref.repo, idx.manifests[*def].digest));
         if (child.kind == ManifestKind::kManifest) {
           ASSIGN_OR_RETURN(Manifest cm, ParseManifest(child.raw, child.media_type));
-          ASSIGN_OR_RETURN(out.labels, LabelsOf(ref.repo, cm, cancelled));
+          ASSIGN_OR_RETURN(out.labels, LabelsOf(ctx, ref.repo, cm));
         }
       }
       return out;
     }
   }
-  ASSIGN_OR_RETURN(Manifest m, ResolveImage(ref, platform, &top, cancelled));
+  ASSIGN_OR_RETURN(Manifest m, ResolveImage(ctx, ref, platform, &top));
   out.schema_version = m.schema_version;
   out.media_type = top.media_type;
   out.digest = top.digest;
   for (const Descriptor& l : m.layers) out.layers.push_back(l.digest);
   out.config = m.config.digest;
-  ASSIGN_OR_RETURN(out.labels, LabelsOf(ref.repo, m, cancelled));
+  ASSIGN_OR_RETURN(out.labels, LabelsOf(ctx, ref.repo, m));
   return out;
 }
 
-absl::StatusOr<ImageResult> Engine::GetImage(absl::string_view ref_text,
-                                             const std::optional<Platform>& platform,
-                                             const CancelFlag& cancelled) {
+absl::StatusOr<ImageResult> Engine::GetImage(const CallContext& ctx, absl::string_view ref_text,
+                                             const std::optional<Platform>& platform) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_text));
+  RETURN_IF_ERROR(ctx.Allow(ref.repo, Action::kPull));
   Fetched f;
-  ASSIGN_OR_RETURN(Manifest m, ResolveImage(ref, platform, &f, cancelled));
+  ASSIGN_OR_RETURN(Manifest m, ResolveImage(ctx, ref, platform, &f));
   ImageResult out;
   out.descriptor.media_type = f.media_type;
   out.descriptor.digest = f.digest;
   out.descriptor.size = static_cast<int64_t>(f.raw.size());
   out.descriptor.annotations = m.annotations;
   out.raw_manifest = std::move(f.raw);
-  ASSIGN_OR_RETURN(out.raw_config, FetchSmallBlob(ref.repo, m.config, cancelled));
+  ASSIGN_OR_RETURN(out.raw_config, FetchSmallBlob(ctx, ref.repo, m.config));
   out.config = m.config;
   out.layers = m.layers;
   return out;
 }
 
-absl::StatusOr<HttpResponse> Engine::HeadManifest(const Reference& ref,
-                                                  const CancelFlag& cancelled) {
+absl::StatusOr<HttpResponse> Engine::HeadManifest(const CallContext& ctx, const Reference& ref) {
   HttpRequest req;
-  req.cancelled = cancelled;
   req.method = "HEAD";
   req.url = ManifestPath(ref.repo, ref.Identifier());
   req.headers.emplace_back("Accept", std::string(media::kManifestAccept));
-  return SendRead(ref.repo, std::move(req));
+  return SendRead(ctx, ref.repo, std::move(req));
 }
 
-absl::StatusOr<bool> Engine::Exists(absl::string_view ref_text, const CancelFlag& cancelled) {
+absl::StatusOr<bool> Engine::Exists(const CallContext& ctx, absl::string_view ref_text) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_text));
-  ASSIGN_OR_RETURN(HttpResponse resp, HeadManifest(ref, cancelled));
+  RETURN_IF_ERROR(ctx.Allow(ref.repo, Action::kPull));
+  ASSIGN_OR_RETURN(HttpResponse resp, HeadManifest(ctx, ref));
   if (resp.status == 200) return true;
   if (resp.status == 404) return false;
   return StatusFromHttp(resp, "HEAD manifest", NotFoundMeaning::kImage);
 }
 
-absl::StatusOr<Descriptor> Engine::GetDescriptor(absl::string_view ref_text,
-                                                 const CancelFlag& cancelled) {
+absl::StatusOr<Descriptor> Engine::GetDescriptor(const CallContext& ctx,
+                                                 absl::string_view ref_text) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_text));
-  ASSIGN_OR_RETURN(HttpResponse resp, HeadManifest(ref, cancelled));
+  RETURN_IF_ERROR(ctx.Allow(ref.repo, Action::kPull));
+  ASSIGN_OR_RETURN(HttpResponse resp, HeadManifest(ctx, ref));
   if (resp.status != 200) return StatusFromHttp(resp, "HEAD manifest", NotFoundMeaning::kImage);
   Descriptor d;
   d.media_type = BareMediaType(resp.Header("content-type").value_or(""));
@@ -330,7 +337,7 @@ absl::StatusOr<Descriptor> Engine::GetDescriptor(absl::string_view ref_text,
   if (d.digest.empty() || d.size < 0 ||
       (!IsIndexMediaType(d.media_type) && !IsManifestMediaType(d.media_type))) {
     // The HEAD did not tell us enough: GET the manifest and hash it.
-    ASSIGN_OR_RETURN(Fetched f, FetchManifest(ref.repo, ref.Identifier(), cancelled));
+    ASSIGN_OR_RETURN(Fetched f, FetchManifest(ctx, ref.repo, ref.Identifier()));
     d.media_type = f.media_type;
     d.digest = f.digest;
     d.size = static_cast<int64_t>(f.raw.size());
@@ -343,10 +350,14 @@ absl::StatusOr<Descriptor> Engine::GetDescriptor(absl::string_view ref_text,
   return d;
 }
 
-absl::Status Engine::ReadBlob(absl::string_view repo_text, absl::string_view digest, int64_t offset,
+absl::Status Engine::ReadBlob(const CallContext& ctx, absl::string_view repo_text,
+                              absl::string_view digest, int64_t offset,
                               const std::function<bool(absl::string_view)>& sink,
-                              const CancelFlag& cancelled, size_t chunk_bytes) {
+                              size_t chunk_bytes) {
   ASSIGN_OR_RETURN(Repository repo, ParseRepository(repo_text));
+  RETURN_IF_ERROR(ctx.Allow(repo, Action::kPull));
+  const CancelFlag& cancelled = ctx.cancelled;
+  const CredentialChain who = ChainFor(ctx);
   RETURN_IF_ERROR(ValidateDigest(digest));
   if (offset < 0) return absl::InvalidArgumentError("offset must not be negative");
   ASSIGN_OR_RETURN(Digester hasher, Digester::ForDigest(digest));
@@ -385,7 +396,7 @@ absl::Status Engine::ReadBlob(absl::string_view repo_text, absl::string_view dig
     }
     return true;
   };
-  absl::StatusOr<HttpResponse> resp = client_->Send(ep, Pull(repo), req);
+  absl::StatusOr<HttpResponse> resp = client_->Send(who, ep, Pull(repo), req);
   if (resp.ok() && resp->status == 416 && offset > 0) {
     // Some registries (go-containerregistry's) take only closed ranges: ask
     // for the blob's size and name the last byte.
@@ -393,13 +404,12 @@ absl::Status Engine::ReadBlob(absl::string_view repo_text, absl::string_view dig
     head.method = "HEAD";
     head.url = BlobPath(repo, digest);
     head.follow_redirects = true;
-    head.cancelled = cancelled;
-    ASSIGN_OR_RETURN(HttpResponse h, SendRead(repo, std::move(head)));
+    ASSIGN_OR_RETURN(HttpResponse h, SendRead(ctx, repo, std::move(head)));
     const int64_t size = ContentLength(h);
     if (h.status == 200 && offset < size) {
       req.headers.back().second = absl::StrCat("bytes=", offset, "-", size - 1);
       started = false;
-      resp = client_->Send(ep, Pull(repo), req);
+      resp = client_->Send(who, ep, Pull(repo), req);
     }
   }
   if (!resp.ok()) {

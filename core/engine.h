@@ -25,6 +25,7 @@
 #include "core/auth/authenticator.h"
 #include "core/auth/credentials.h"
 #include "core/byte_budget.h"
+#include "core/call.h"
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/http/egress.h"
@@ -34,6 +35,7 @@
 #include "core/registry/client.h"
 #include "core/retry/retry.h"
 #include "core/upload/blob_source.h"
+#include "core/upload/blob_stream.h"
 #include "core/upload/digest_cache.h"
 #include "core/upload/registry_slots.h"
 #include "core/upload/shared_uploads.h"
@@ -99,43 +101,48 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
+  // Every call takes its CallContext: cancellation (calls stop promptly,
+  // CANCELLED, once it is set), retry policy, events, credentials and the
+  // policy check, which runs before anything is sent to a registry.
+
   // ---- reads ----
-  // Read calls stop promptly (CANCELLED) once `cancelled` is set.
-  [[nodiscard]] absl::StatusOr<InspectResult> Inspect(absl::string_view ref,
-                                                      const std::optional<Platform>& platform,
-                                                      const CancelFlag& cancelled = nullptr);
-  [[nodiscard]] absl::StatusOr<ImageResult> GetImage(absl::string_view ref,
-                                                     const std::optional<Platform>& platform,
-                                                     const CancelFlag& cancelled = nullptr);
+  [[nodiscard]] absl::StatusOr<InspectResult> Inspect(const CallContext& ctx,
+                                                      absl::string_view ref,
+                                                      const std::optional<Platform>& platform);
+  [[nodiscard]] absl::StatusOr<ImageResult> GetImage(const CallContext& ctx,
+                                                     absl::string_view ref,
+                                                     const std::optional<Platform>& platform);
   // One HEAD. Absent → false.
-  [[nodiscard]] absl::StatusOr<bool> Exists(absl::string_view ref,
-                                            const CancelFlag& cancelled = nullptr);
+  [[nodiscard]] absl::StatusOr<bool> Exists(const CallContext& ctx, absl::string_view ref);
   // One HEAD (GET + hash only when the registry sends no digest).
-  [[nodiscard]] absl::StatusOr<Descriptor> GetDescriptor(absl::string_view ref,
-                                                         const CancelFlag& cancelled = nullptr);
+  [[nodiscard]] absl::StatusOr<Descriptor> GetDescriptor(const CallContext& ctx,
+                                                         absl::string_view ref);
   // Streams the blob from `offset` to `sink` in chunks of at most `chunk_bytes`.
   // The sink blocks for back-pressure and returns false to stop (→ CANCELLED).
   // At offset 0 the digest is verified at the end (DATA_LOSS on mismatch).
-  [[nodiscard]] absl::Status ReadBlob(absl::string_view repo, absl::string_view digest,
-                                      int64_t offset,
+  [[nodiscard]] absl::Status ReadBlob(const CallContext& ctx, absl::string_view repo,
+                                      absl::string_view digest, int64_t offset,
                                       const std::function<bool(absl::string_view)>& sink,
-                                      const CancelFlag& cancelled, size_t chunk_bytes = 256 << 10);
+                                      size_t chunk_bytes = 256 << 10);
 
   // ---- writes ----
-  // Uploads one blob (see WriteLayerRequest). Events go to `events` from the
+  // Uploads one blob (see WriteLayerRequest). Events go to ctx.events from the
   // calling thread; the LayerResult is returned, not sent as an event.
-  [[nodiscard]] absl::StatusOr<LayerOutcome> WriteLayer(absl::string_view repo, BlobSpec blob,
-                                                        const RetryPolicy& retry,
-                                                        const UploadEvents& events,
-                                                        const CancelFlag& cancelled);
+  [[nodiscard]] absl::StatusOr<LayerOutcome> WriteLayer(const CallContext& ctx,
+                                                        absl::string_view repo, BlobSpec blob);
+  // Uploads one blob whose bytes the caller streams into `stream` (UploadBlob);
+  // `spec` names its digest, size, media type and mount source (no path, no
+  // data). The stream must outlive the call.
+  [[nodiscard]] absl::StatusOr<LayerOutcome> UploadStream(const CallContext& ctx,
+                                                          absl::string_view repo,
+                                                          const BlobSpec& spec,
+                                                          const BlobStream* stream);
   // Pushes an image (blobs concurrently, manifest last). Events carry the blob digest.
-  [[nodiscard]] absl::StatusOr<Descriptor> PushImage(const PushImageSpec& spec,
-                                                     const RetryPolicy& retry,
-                                                     const PushEvents& events,
-                                                     const CancelFlag& cancelled);
+  [[nodiscard]] absl::StatusOr<Descriptor> PushImage(const CallContext& ctx,
+                                                     const PushImageSpec& spec);
   // Builds and pushes an index from already-pushed manifests.
-  [[nodiscard]] absl::StatusOr<Descriptor> PushIndex(const PushIndexSpec& spec,
-                                                     const CancelFlag& cancelled = nullptr);
+  [[nodiscard]] absl::StatusOr<Descriptor> PushIndex(const CallContext& ctx,
+                                                     const PushIndexSpec& spec);
 
   // For tests and metrics.
   const TokenCache& tokens() const { return auth_->tokens(); }
@@ -155,11 +162,17 @@ class Engine {
     // (`reopen`), so a push holds one descriptor per upload in flight.
     std::unique_ptr<OpenedBlob> blob;
     std::function<absl::StatusOr<std::unique_ptr<OpenedBlob>>()> reopen;
+    const BlobStream* streamed = nullptr;  // bytes a caller streams (UploadBlob)
+    bool registry_only = false;            // named by digest: must be in the registry
     std::string identity;  // the file's when planned; a reopen must match it
     Descriptor descriptor;
     std::string mount_from;                // as the caller named it, or "" (resolved per target)
     ByteBudget::Reservation inline_bytes;  // for inline data
     bool digest_computed = false;          // by us, from the bytes (not the caller's word)
+
+    const BlobBytes* bytes() const {
+      return blob != nullptr ? static_cast<const BlobBytes*>(blob.get()) : streamed;
+    }
   };
   // A manifest to PUT: raw bytes as they will be served.
   struct ManifestToPush {
@@ -175,9 +188,8 @@ class Engine {
   explicit Engine(EngineOptions options);
 
   // Inline data is moved out of `spec` (the call's copy of the request's).
-  [[nodiscard]] absl::StatusOr<PreparedBlob> PrepareBlob(BlobSpec spec,
-                                                         absl::string_view default_media_type,
-                                                         const CancelFlag& cancelled);
+  [[nodiscard]] absl::StatusOr<PreparedBlob> PrepareBlob(const CallContext& ctx, BlobSpec spec,
+                                                         absl::string_view default_media_type);
   // INVALID_ARGUMENT unless the blob's bytes hash to its descriptor's digest.
   [[nodiscard]] absl::Status VerifySourceDigest(const PreparedBlob& blob,
                                                 const CancelFlag& cancelled);
@@ -186,50 +198,57 @@ class Engine {
   [[nodiscard]] absl::StatusOr<std::string> DigestOf(const OpenedBlob& blob,
                                                      const std::string& algorithm,
                                                      const CancelFlag& cancelled);
-  [[nodiscard]] absl::StatusOr<LayerOutcome> UploadBlob(const Repository& repo,
-                                                        const PreparedBlob& blob,
-                                                        const RetryPolicy& retry,
-                                                        const UploadEvents& events,
-                                                        const CancelFlag& cancelled);
-  // UploadBlob for a planned blob, opening its file first when needed.
-  [[nodiscard]] absl::StatusOr<LayerOutcome> OpenAndUpload(const Repository& repo,
+  // Uploads a prepared blob (sharing a concurrent upload of the same blob
+  // with the same credentials). `cancelled` may be narrower than ctx's (a
+  // push stops its other uploads on the first failure).
+  [[nodiscard]] absl::StatusOr<LayerOutcome> UploadPrepared(const CallContext& ctx,
+                                                            const Repository& repo,
+                                                            const PreparedBlob& blob,
+                                                            const UploadEvents& events,
+                                                            const CancelFlag& cancelled);
+  // UploadPrepared for a planned blob, opening its file first when needed.
+  [[nodiscard]] absl::StatusOr<LayerOutcome> OpenAndUpload(const CallContext& ctx,
+                                                           const Repository& repo,
                                                            const PreparedBlob& planned,
-                                                           const RetryPolicy& retry,
                                                            const UploadEvents& events,
                                                            const CancelFlag& cancelled);
   [[nodiscard]] absl::StatusOr<LayerOutcomeKind> RunUploader(
-      const Repository& repo, const PreparedBlob& blob, const std::string& mount_from,
-      const RetryPolicy& retry, const UploadEvents& events, const CancelFlag& cancelled);
+      const CallContext& ctx, const Repository& repo, const PreparedBlob& blob,
+      const std::string& mount_from, const UploadEvents& events, const CancelFlag& cancelled);
   [[nodiscard]] absl::StatusOr<PushPlan> PlanFromLayout(const PushImageSpec& spec);
-  [[nodiscard]] absl::StatusOr<PushPlan> PlanFromImage(const PushImageSpec& spec,
-                                                       const CancelFlag& cancelled);
-  [[nodiscard]] absl::Status UploadAll(const Repository& repo, const PushPlan& plan,
-                                       int concurrency, const RetryPolicy& retry,
-                                       const PushEvents& events, const CancelFlag& cancelled);
-  [[nodiscard]] absl::Status PutManifest(const Repository& repo, const std::string& reference,
-                                         const ManifestToPush& m, const RetryPolicy& retry,
-                                         const PushEvents& events, const CancelFlag& cancelled);
+  [[nodiscard]] absl::StatusOr<PushPlan> PlanFromImage(const CallContext& ctx,
+                                                       const PushImageSpec& spec);
+  [[nodiscard]] absl::Status UploadAll(const CallContext& ctx, const Repository& repo,
+                                       const PushPlan& plan, int concurrency);
+  [[nodiscard]] absl::Status PutManifest(const CallContext& ctx, const Repository& repo,
+                                         const std::string& reference, const ManifestToPush& m,
+                                         const RetryPolicy& retry);
+  // The credentials `ctx` resolves through: its own, its tenant's, the daemon's.
+  CredentialChain ChainFor(const CallContext& ctx) const;
+  // The policy check for `mount_from` (a path on `repo`'s registry): false
+  // when the caller may not read it, so the blob is uploaded instead.
+  bool MayMountFrom(const CallContext& ctx, const Repository& repo, const std::string& path) const;
 
   Endpoint EndpointFor(const std::string& registry) const;
   const RegistryConfig* ConfigFor(const std::string& registry) const;
   // The Retry-After of an answer, if it has a parseable one.
   std::optional<absl::Duration> RetryAfterOf(const absl::StatusOr<HttpResponse>& resp);
   // Sends with a short retry for idempotent reads (transport errors, 5xx, 429).
-  [[nodiscard]] absl::StatusOr<HttpResponse> SendRead(const Repository& repo, HttpRequest req);
-  [[nodiscard]] absl::StatusOr<HttpResponse> HeadManifest(const Reference& ref,
-                                                          const CancelFlag& cancelled);
-  [[nodiscard]] absl::StatusOr<Fetched> FetchManifest(const Repository& repo,
-                                                      const std::string& identifier,
-                                                      const CancelFlag& cancelled);
-  [[nodiscard]] absl::StatusOr<std::string> FetchSmallBlob(const Repository& repo,
-                                                           const Descriptor& d,
-                                                           const CancelFlag& cancelled);
-  [[nodiscard]] absl::StatusOr<Manifest> ResolveImage(const Reference& ref,
+  [[nodiscard]] absl::StatusOr<HttpResponse> SendRead(const CallContext& ctx,
+                                                      const Repository& repo, HttpRequest req);
+  [[nodiscard]] absl::StatusOr<HttpResponse> HeadManifest(const CallContext& ctx,
+                                                          const Reference& ref);
+  [[nodiscard]] absl::StatusOr<Fetched> FetchManifest(const CallContext& ctx,
+                                                      const Repository& repo,
+                                                      const std::string& identifier);
+  [[nodiscard]] absl::StatusOr<std::string> FetchSmallBlob(const CallContext& ctx,
+                                                           const Repository& repo,
+                                                           const Descriptor& d);
+  [[nodiscard]] absl::StatusOr<Manifest> ResolveImage(const CallContext& ctx, const Reference& ref,
                                                       const std::optional<Platform>& platform,
-                                                      Fetched* fetched,
-                                                      const CancelFlag& cancelled);
+                                                      Fetched* fetched);
   [[nodiscard]] absl::StatusOr<std::map<std::string, std::string>> LabelsOf(
-      const Repository& repo, const Manifest& m, const CancelFlag& cancelled);
+      const CallContext& ctx, const Repository& repo, const Manifest& m);
 
   EngineOptions options_;
   Clock* clock_;

@@ -87,10 +87,25 @@ std::string ManifestMediaType(const std::string& declared, absl::string_view raw
 
 // ---------------------------------------------------------------- blobs ----
 
-absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(BlobSpec spec,
-                                                         absl::string_view default_media_type,
-                                                         const CancelFlag& cancelled) {
+absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(const CallContext& ctx, BlobSpec spec,
+                                                         absl::string_view default_media_type) {
   PreparedBlob p;
+  if (!spec.path.has_value() && !spec.data.has_value() && !spec.digest.empty()) {
+    // Named by digest only: a blob already in the registry (UploadBlob put it
+    // there, say). Its size goes into the manifest, so it must be given.
+    RETURN_IF_ERROR(ValidateDigest(spec.digest));
+    if (spec.size <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "blob ", spec.digest, " has neither path nor data: its size is required too"));
+    }
+    p.registry_only = true;
+    p.descriptor.digest = spec.digest;
+    p.descriptor.size = spec.size;
+    p.descriptor.media_type =
+        spec.media_type.empty() ? std::string(default_media_type) : spec.media_type;
+    p.mount_from = spec.mount_from;
+    return p;
+  }
   if (spec.path.has_value()) {
     ASSIGN_OR_RETURN(UniqueFd fd, OpenBeneathRoots(*spec.path, options_.allowed_paths));
     ASSIGN_OR_RETURN(p.blob, OpenedBlob::FromFd(std::move(fd), *spec.path));
@@ -111,14 +126,16 @@ absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(BlobSpec spec,
                      inline_budget_.Reserve(static_cast<int64_t>(spec.data->size())));
     p.blob = OpenedBlob::FromView(*spec.data);
   } else {
-    return absl::InvalidArgumentError("blob source needs a path or data");
+    return absl::InvalidArgumentError(
+        "blob source needs a path or data (or, for a blob already in the registry, its digest "
+        "and size)");
   }
   if (spec.size >= 0 && spec.size != p.blob->size()) {
     return absl::InvalidArgumentError(absl::StrCat("size mismatch: request says ", spec.size,
                                                    " bytes, the source has ", p.blob->size()));
   }
   if (spec.digest.empty()) {
-    ASSIGN_OR_RETURN(p.descriptor.digest, DigestOf(*p.blob, "sha256", cancelled));
+    ASSIGN_OR_RETURN(p.descriptor.digest, DigestOf(*p.blob, "sha256", ctx.cancelled));
     p.digest_computed = true;
   } else {
     RETURN_IF_ERROR(ValidateDigest(spec.digest));
@@ -155,21 +172,29 @@ namespace {
 
 }  // namespace
 
+bool Engine::MayMountFrom(const CallContext& ctx, const Repository& repo,
+                          const std::string& path) const {
+  if (path.empty() || path == repo.path) return true;
+  return ctx.Allow(Repository{repo.registry, path}, Action::kPull).ok();
+}
+
 absl::StatusOr<LayerOutcomeKind> Engine::RunUploader(
-    const Repository& repo, const PreparedBlob& blob, const std::string& mount_from,
-    const RetryPolicy& retry, const UploadEvents& events, const CancelFlag& cancelled) {
+    const CallContext& ctx, const Repository& repo, const PreparedBlob& blob,
+    const std::string& mount_from, const UploadEvents& events, const CancelFlag& cancelled) {
   UploadJob job;
   job.endpoint = EndpointFor(repo.registry);
   job.repo = repo;
   job.digest = blob.descriptor.digest;
   job.size = blob.descriptor.size;
-  job.blob = blob.blob.get();
-  job.mount_from = mount_from;
+  job.blob = blob.bytes();
+  job.who = ChainFor(ctx);
+  // A source the caller's tenant may not read is never mounted from.
+  job.mount_from = MayMountFrom(ctx, repo, mount_from) ? mount_from : std::string();
   const RegistryConfig* rc = ConfigFor(repo.registry);
   job.chunk_size =
       rc != nullptr && rc->chunk_size > 0 ? rc->chunk_size : options_.default_chunk_size;
   job.monolithic_threshold = job.chunk_size;  // up to one chunk: a single PUT
-  job.retry = retry;
+  job.retry = ctx.retry;
   job.events = events;
   job.cancelled = cancelled;
   job.clock = clock_;
@@ -179,14 +204,11 @@ absl::StatusOr<LayerOutcomeKind> Engine::RunUploader(
   return uploader.Run();
 }
 
-absl::StatusOr<LayerOutcome> Engine::UploadBlob(const Repository& repo, const PreparedBlob& blob,
-                                                const RetryPolicy& retry,
-                                                const UploadEvents& events,
-                                                const CancelFlag& cancelled) {
-  // The size is part of the key: a caller whose source has another size
-  // than the flight's never shares (or skips) it.
-  const std::string key =
-      absl::StrCat(repo.registry, "|", blob.descriptor.digest, "|", blob.descriptor.size);
+absl::StatusOr<LayerOutcome> Engine::UploadPrepared(const CallContext& ctx,
+                                                    const Repository& repo,
+                                                    const PreparedBlob& blob,
+                                                    const UploadEvents& events,
+                                                    const CancelFlag& cancelled) {
   const int64_t size = blob.descriptor.size;
   LayerOutcome out;
   out.descriptor = blob.descriptor;
@@ -201,7 +223,19 @@ absl::StatusOr<LayerOutcome> Engine::UploadBlob(const Repository& repo, const Pr
     return out;
   };
   ASSIGN_OR_RETURN(const std::string mount_from, ResolveMountFrom(repo, blob.mount_from));
-  const RetryPolicy policy = retry.Sanitised();
+  if (blob.registry_only) {
+    // No bytes to share: HEAD (or mount), or FAILED_PRECONDITION.
+    ASSIGN_OR_RETURN(LayerOutcomeKind kind,
+                     RunUploader(ctx, repo, blob, mount_from, events, cancelled));
+    return finish(kind);
+  }
+  // The size is part of the key (a caller whose source has another size than
+  // the flight's never shares it), and so are the credentials: a caller only
+  // ever shares an upload made with the very credentials it brought.
+  ASSIGN_OR_RETURN(ResolvedCredentials who, ChainFor(ctx).Resolve(repo.registry));
+  const std::string key = absl::StrCat(repo.registry, "|", blob.descriptor.digest, "|",
+                                       blob.descriptor.size, "|", who.identity);
+  const RetryPolicy policy = ctx.retry.Sanitised();
   for (int handovers = 0;; ++handovers) {
     SharedUploads::Ticket ticket = uploads_->Join(key, repo.path);
     if (!ticket.leader) {
@@ -221,8 +255,9 @@ absl::StatusOr<LayerOutcome> Engine::UploadBlob(const Repository& repo, const Pr
       }
       if (ticket.flight->leader_repo() == repo.path) return finish(LayerOutcomeKind::kShared);
       // Same registry, other repository: the bytes are there now; mount them.
-      ASSIGN_OR_RETURN(LayerOutcomeKind kind, RunUploader(repo, blob, ticket.flight->leader_repo(),
-                                                          retry, events, cancelled));
+      ASSIGN_OR_RETURN(LayerOutcomeKind kind, RunUploader(ctx, repo, blob,
+                                                          ticket.flight->leader_repo(), events,
+                                                          cancelled));
       return finish(kind);
     }
     UploadEvents lead = events;
@@ -232,7 +267,7 @@ absl::StatusOr<LayerOutcome> Engine::UploadBlob(const Repository& repo, const Pr
       flight->Publish(complete, total);
     };
     absl::StatusOr<LayerOutcomeKind> kind =
-        RunUploader(repo, blob, mount_from, retry, lead, cancelled);
+        RunUploader(ctx, repo, blob, mount_from, lead, cancelled);
     uploads_->Finish(key, flight, kind.status());
     if (!kind.ok()) return kind.status();
     return finish(*kind);
@@ -260,12 +295,13 @@ absl::StatusOr<std::string> Engine::DigestOf(const OpenedBlob& blob, const std::
   return digests_.Get(blob.identity(), compute, !blob.recently_modified(), stop);
 }
 
-absl::StatusOr<LayerOutcome> Engine::OpenAndUpload(const Repository& repo,
+absl::StatusOr<LayerOutcome> Engine::OpenAndUpload(const CallContext& ctx, const Repository& repo,
                                                    const PreparedBlob& planned,
-                                                   const RetryPolicy& retry,
                                                    const UploadEvents& events,
                                                    const CancelFlag& cancelled) {
-  if (planned.blob != nullptr) return UploadBlob(repo, planned, retry, events, cancelled);
+  if (planned.blob != nullptr || !planned.reopen) {
+    return UploadPrepared(ctx, repo, planned, events, cancelled);
+  }
   PreparedBlob opened;
   ASSIGN_OR_RETURN(opened.blob, planned.reopen());
   if (opened.blob->size() != planned.descriptor.size ||
@@ -276,17 +312,55 @@ absl::StatusOr<LayerOutcome> Engine::OpenAndUpload(const Repository& repo,
   opened.descriptor = planned.descriptor;
   opened.mount_from = planned.mount_from;
   opened.digest_computed = planned.digest_computed;
-  return UploadBlob(repo, opened, retry, events, cancelled);
+  return UploadPrepared(ctx, repo, opened, events, cancelled);
 }
 
-absl::StatusOr<LayerOutcome> Engine::WriteLayer(absl::string_view repo_text, BlobSpec spec,
-                                                const RetryPolicy& retry,
-                                                const UploadEvents& events,
-                                                const CancelFlag& cancelled) {
+namespace {
+
+// One blob's events, from a call's digest-keyed ones.
+UploadEvents EventsFor(const PushEvents& events, const std::string& digest) {
+  UploadEvents ev;
+  if (events.on_progress) {
+    ev.on_progress = [&events, digest](int64_t c, int64_t t) { events.on_progress(digest, c, t); };
+  }
+  if (events.on_retry) {
+    ev.on_retry = [&events, digest](const RetryNotice& n) { events.on_retry(digest, n); };
+  }
+  return ev;
+}
+
+}  // namespace
+
+absl::StatusOr<LayerOutcome> Engine::WriteLayer(const CallContext& ctx, absl::string_view repo_text,
+                                                BlobSpec spec) {
   ASSIGN_OR_RETURN(Repository repo, ParseWriteRepository(repo_text));
-  ASSIGN_OR_RETURN(PreparedBlob blob,
-                   PrepareBlob(std::move(spec), media::kOciLayerGzip, cancelled));
-  return UploadBlob(repo, blob, retry, events, cancelled);
+  RETURN_IF_ERROR(ctx.Allow(repo, Action::kPush));
+  if (!spec.path.has_value() && !spec.data.has_value()) {
+    return absl::InvalidArgumentError("layer needs a path or data");
+  }
+  ASSIGN_OR_RETURN(PreparedBlob blob, PrepareBlob(ctx, std::move(spec), media::kOciLayerGzip));
+  return UploadPrepared(ctx, repo, blob, EventsFor(ctx.events, blob.descriptor.digest),
+                        ctx.cancelled);
+}
+
+absl::StatusOr<LayerOutcome> Engine::UploadStream(const CallContext& ctx,
+                                                  absl::string_view repo_text,
+                                                  const BlobSpec& spec, const BlobStream* stream) {
+  ASSIGN_OR_RETURN(Repository repo, ParseWriteRepository(repo_text));
+  RETURN_IF_ERROR(ctx.Allow(repo, Action::kPush));
+  RETURN_IF_ERROR(ValidateDigest(spec.digest));
+  if (spec.size < 0 || stream == nullptr || stream->size() != spec.size) {
+    return absl::InvalidArgumentError("size is required and must not be negative");
+  }
+  PreparedBlob blob;
+  blob.streamed = stream;
+  blob.descriptor.digest = spec.digest;
+  blob.descriptor.size = spec.size;
+  blob.descriptor.media_type =
+      spec.media_type.empty() ? std::string(media::kOciLayerGzip) : spec.media_type;
+  blob.mount_from = spec.mount_from;
+  return UploadPrepared(ctx, repo, blob, EventsFor(ctx.events, blob.descriptor.digest),
+                        ctx.cancelled);
 }
 
 // ------------------------------------------------------------ PushImage ----
@@ -398,8 +472,8 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spe
   return plan;
 }
 
-absl::StatusOr<Engine::PushPlan> Engine::PlanFromImage(const PushImageSpec& spec,
-                                                       const CancelFlag& cancelled) {
+absl::StatusOr<Engine::PushPlan> Engine::PlanFromImage(const CallContext& ctx,
+                                                       const PushImageSpec& spec) {
   if (spec.layers.size() > static_cast<size_t>(options_.max_image_layers)) {
     return absl::InvalidArgumentError(
         absl::StrCat("an image may have at most ", options_.max_image_layers, " layers"));
@@ -418,7 +492,7 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromImage(const PushImageSpec& spec
   }
   ASSIGN_OR_RETURN(
       PreparedBlob config,
-      PrepareBlob(spec.config, docker ? media::kDockerConfig : media::kOciConfig, cancelled));
+      PrepareBlob(ctx, spec.config, docker ? media::kDockerConfig : media::kOciConfig));
   if (config.reopen) config.blob.reset();  // files open again when their upload starts
   m.config = config.descriptor;
   std::map<std::string, bool> seen{{config.descriptor.digest, true}};
@@ -426,7 +500,7 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromImage(const PushImageSpec& spec
   for (const BlobSpec& l : spec.layers) {
     ASSIGN_OR_RETURN(
         PreparedBlob b,
-        PrepareBlob(l, docker ? media::kDockerLayerGzip : media::kOciLayerGzip, cancelled));
+        PrepareBlob(ctx, l, docker ? media::kDockerLayerGzip : media::kOciLayerGzip));
     if (b.reopen) b.blob.reset();
     m.layers.push_back(b.descriptor);
     if (!seen[b.descriptor.digest]) {
@@ -441,9 +515,10 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromImage(const PushImageSpec& spec
   return plan;
 }
 
-absl::Status Engine::UploadAll(const Repository& repo, const PushPlan& plan, int concurrency,
-                               const RetryPolicy& retry, const PushEvents& events,
-                               const CancelFlag& cancelled) {
+absl::Status Engine::UploadAll(const CallContext& ctx, const Repository& repo,
+                               const PushPlan& plan, int concurrency) {
+  const PushEvents& events = ctx.events;
+  const CancelFlag& cancelled = ctx.cancelled;
   // Workers share a queue of blob indexes; the first failure stops the rest.
   CancelFlag stop = NewCancelFlag();
   absl::Mutex mu;
@@ -459,16 +534,8 @@ absl::Status Engine::UploadAll(const Repository& repo, const PushPlan& plan, int
       }
       const PreparedBlob& planned = plan.blobs[i];
       const std::string& digest = planned.descriptor.digest;
-      UploadEvents ev;
-      if (events.on_progress) {
-        ev.on_progress = [&events, &digest](int64_t c, int64_t t) {
-          events.on_progress(digest, c, t);
-        };
-      }
-      if (events.on_retry) {
-        ev.on_retry = [&events, &digest](const RetryNotice& n) { events.on_retry(digest, n); };
-      }
-      absl::StatusOr<LayerOutcome> out = OpenAndUpload(repo, planned, retry, ev, flag);
+      absl::StatusOr<LayerOutcome> out =
+          OpenAndUpload(ctx, repo, planned, EventsFor(events, digest), flag);
       if (out.ok()) {
         if (events.on_layer) events.on_layer(digest, *out);
         continue;
@@ -514,10 +581,13 @@ absl::Status Engine::UploadAll(const Repository& repo, const PushPlan& plan, int
   return first_error;
 }
 
-absl::Status Engine::PutManifest(const Repository& repo, const std::string& reference,
-                                 const ManifestToPush& m, const RetryPolicy& retry_in,
-                                 const PushEvents& events, const CancelFlag& cancelled) {
+absl::Status Engine::PutManifest(const CallContext& ctx, const Repository& repo,
+                                 const std::string& reference, const ManifestToPush& m,
+                                 const RetryPolicy& retry_in) {
   RetryPolicy retry = retry_in.Sanitised();
+  const PushEvents& events = ctx.events;
+  const CancelFlag& cancelled = ctx.cancelled;
+  const CredentialChain who = ChainFor(ctx);
   Endpoint ep = EndpointFor(repo.registry);
   for (int attempt = 1;; ++attempt) {
     HttpRequest req;
@@ -526,7 +596,8 @@ absl::Status Engine::PutManifest(const Repository& repo, const std::string& refe
     req.headers.emplace_back("Content-Type", m.descriptor.media_type);
     req.body = m.raw;
     req.cancelled = cancelled;
-    absl::StatusOr<HttpResponse> resp = client_->Send(ep, {PushScope(repo.path)}, std::move(req));
+    absl::StatusOr<HttpResponse> resp =
+        client_->Send(who, ep, {PushScope(repo.path)}, std::move(req));
     if (resp.ok() && (resp->status == 200 || resp->status == 201 || resp->status == 202)) {
       std::string served = resp->Header("docker-content-digest").value_or("");
       if (ValidateDigest(served).ok() && served != m.descriptor.digest) {
@@ -547,15 +618,14 @@ absl::Status Engine::PutManifest(const Repository& repo, const std::string& refe
   }
 }
 
-absl::StatusOr<Descriptor> Engine::PushImage(const PushImageSpec& spec, const RetryPolicy& retry,
-                                             const PushEvents& events,
-                                             const CancelFlag& cancelled) {
+absl::StatusOr<Descriptor> Engine::PushImage(const CallContext& ctx, const PushImageSpec& spec) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(spec.ref));
+  RETURN_IF_ERROR(ctx.Allow(ref.repo, Action::kPush));
   PushPlan plan;
   if (!spec.layout_path.empty()) {
     ASSIGN_OR_RETURN(plan, PlanFromLayout(spec));
   } else {
-    ASSIGN_OR_RETURN(plan, PlanFromImage(spec, cancelled));
+    ASSIGN_OR_RETURN(plan, PlanFromImage(ctx, spec));
   }
   if (!ref.digest.empty() && ref.digest != plan.top.descriptor.digest) {
     return absl::InvalidArgumentError(absl::StrCat("ref names digest ", ref.digest,
@@ -563,24 +633,23 @@ absl::StatusOr<Descriptor> Engine::PushImage(const PushImageSpec& spec, const Re
                                                    plan.top.descriptor.digest));
   }
   int concurrency = spec.concurrency > 0 ? std::min(spec.concurrency, 64) : 4;
-  RETURN_IF_ERROR(UploadAll(ref.repo, plan, concurrency, retry, events, cancelled));
+  RETURN_IF_ERROR(UploadAll(ctx, ref.repo, plan, concurrency));
   // Manifests go last, children by digest first, so the tag never names an
   // image whose parts are missing.
   for (const ManifestToPush& child : plan.children) {
-    RETURN_IF_ERROR(
-        PutManifest(ref.repo, child.descriptor.digest, child, retry, events, cancelled));
+    RETURN_IF_ERROR(PutManifest(ctx, ref.repo, child.descriptor.digest, child, ctx.retry));
   }
-  RETURN_IF_ERROR(PutManifest(ref.repo, ref.tag.empty() ? ref.digest : ref.tag, plan.top, retry,
-                              events, cancelled));
+  RETURN_IF_ERROR(
+      PutManifest(ctx, ref.repo, ref.tag.empty() ? ref.digest : ref.tag, plan.top, ctx.retry));
   Descriptor out = plan.top.descriptor;
   return out;
 }
 
 // ------------------------------------------------------------ PushIndex ----
 
-absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec,
-                                             const CancelFlag& cancelled) {
+absl::StatusOr<Descriptor> Engine::PushIndex(const CallContext& ctx, const PushIndexSpec& spec) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(spec.ref));
+  RETURN_IF_ERROR(ctx.Allow(ref.repo, Action::kPush));
   if (spec.manifests.empty())
     return absl::InvalidArgumentError("an index needs at least one manifest");
   if (spec.manifests.size() > static_cast<size_t>(options_.max_index_entries)) {
@@ -617,7 +686,7 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec,
       }
       id = child.Identifier();
     }
-    absl::StatusOr<Fetched> f = FetchManifest(ref.repo, id, cancelled);
+    absl::StatusOr<Fetched> f = FetchManifest(ctx, ref.repo, id);
     if (!f.ok()) {
       return absl::Status(f.status().code(), absl::StrCat(f.status().message(), " (index entry ",
                                                           ForMessage(e.ref), ")"));
@@ -635,7 +704,7 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec,
       d.platform = *e.platform;
     } else {
       ASSIGN_OR_RETURN(Manifest m, ParseManifest(f->raw, f->media_type));
-      ASSIGN_OR_RETURN(std::string cfg, FetchSmallBlob(ref.repo, m.config, cancelled));
+      ASSIGN_OR_RETURN(std::string cfg, FetchSmallBlob(ctx, ref.repo, m.config));
       ASSIGN_OR_RETURN(ImageConfigInfo info, ParseImageConfig(cfg));
       if (info.platform.os.empty() || info.platform.architecture.empty()) {
         return absl::FailedPreconditionError(
@@ -654,8 +723,8 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const PushIndexSpec& spec,
   if (!ref.digest.empty() && ref.digest != top.descriptor.digest) {
     return absl::InvalidArgumentError("ref names a digest other than the built index's");
   }
-  RETURN_IF_ERROR(PutManifest(ref.repo, ref.tag.empty() ? ref.digest : ref.tag, top, RetryPolicy(),
-                              PushEvents(), cancelled));
+  RETURN_IF_ERROR(
+      PutManifest(ctx, ref.repo, ref.tag.empty() ? ref.digest : ref.tag, top, RetryPolicy()));
   return top.descriptor;
 }
 

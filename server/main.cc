@@ -56,6 +56,9 @@ ABSL_FLAG(std::vector<std::string>, allowed_paths, {},
           "Comma list of directories that file sources (BlobSource.path, OciLayout.path) may "
           "be read from");
 ABSL_FLAG(std::string, config, "", "JSON file with per-registry settings (see docs/CONFIG.md)");
+ABSL_FLAG(std::string, policy, "",
+          "JSON file of tenants: who may call and which repositories each may pull or push "
+          "(see docs/CONFIG.md); empty: every caller, with the daemon's credentials");
 ABSL_FLAG(std::string, ready_file, "",
           "When set, the bound address is written to this file once regd is serving (and the "
           "file is removed at start and at shutdown)");
@@ -175,6 +178,14 @@ constexpr absl::Duration kTeardownLimit = absl::Seconds(5);
       return absl::InvalidArgumentError(absl::StrCat(config, ": ", parsed.status().message()));
     }
     e.registries = *std::move(parsed);
+  }
+  std::string policy = absl::GetFlag(FLAGS_policy);
+  if (!policy.empty()) {
+    absl::StatusOr<std::unique_ptr<Policy>> loaded = Policy::Load(policy);
+    if (!loaded.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(policy, ": ", loaded.status().message()));
+    }
+    o.policy = std::shared_ptr<const Policy>(*std::move(loaded));
   }
   return o;
 }

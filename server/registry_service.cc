@@ -5,6 +5,7 @@
 #include "absl/time/clock.h"
 #include "core/log.h"
 #include "core/status_macros.h"
+#include "core/upload/blob_stream.h"
 #include "server/convert.h"
 #include "server/status_util.h"
 #include "server/stream_reactor.h"
@@ -29,52 +30,209 @@ class UnaryReactor : public grpc::ServerUnaryReactor {
   const CancelFlag cancelled_ = NewCancelFlag();
 };
 
-// One log line per call: method, what it was about, outcome, duration.
+// One log line per call: method, caller, what it was about, outcome, duration.
 // Subjects are image references and repository names, never credentials.
-absl::Status Logged(absl::string_view method, absl::string_view subject, absl::Time start,
-                    absl::Status st) {
+absl::Status Logged(absl::string_view method, absl::string_view caller, absl::string_view subject,
+                    absl::Time start, absl::Status st) {
   std::string took = absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1)));
   // Subjects come from the caller: escape them so they cannot forge log lines.
   std::string what = absl::CEscape(subject.substr(0, 512));
+  std::string who = caller.empty() ? "" : absl::StrCat(" [", caller, "]");
   if (st.ok()) {
-    LogInfo(method, " ", what, " OK in ", took);
+    LogInfo(method, who, " ", what, " OK in ", took);
   } else {
-    LogInfo(method, " ", what, " ", absl::StatusCodeToString(st.code()), " in ", took, ": ",
+    LogInfo(method, who, " ", what, " ", absl::StatusCodeToString(st.code()), " in ", took, ": ",
             absl::CEscape(st.message().substr(0, 1024)));
   }
   return st;
 }
 
-// Starts `work` for a streaming reactor; if no worker can take it, the stream
-// ends at once with that status.
+using StreamWork = std::function<absl::Status(CallContext&)>;
+
+// Admits the caller and starts `work` for a streaming reactor; if the caller
+// is refused or no worker can take it, the stream ends at once with that status.
 template <typename Reactor>
-Reactor* StartStream(Executor* executor, Reactor* reactor, const char* method, std::string subject,
-                     std::function<absl::Status()> work) {
+Reactor* StartStream(Callers* callers, Executor* executor, grpc::CallbackServerContext* sctx,
+                     Reactor* reactor, const char* method, std::string subject, StreamWork work) {
   absl::Time start = absl::Now();
+  absl::StatusOr<Callers::Admission> admitted = callers->Admit(sctx);
+  if (!admitted.ok()) {
+    reactor->Complete(Logged(method, "", subject, start, admitted.status()));
+    return reactor;
+  }
+  auto call = std::make_shared<Callers::Admission>(*std::move(admitted));
+  call->ctx.cancelled = reactor->cancelled();
   auto status = std::make_shared<absl::Status>();
   absl::Status submitted = executor->Submit(
-      [status, method, subject, start, work = std::move(work)] {
-        *status = Logged(method, subject, start, work());
+      [status, call, method, subject, start, work = std::move(work)] {
+        *status = Logged(method, call->ctx.caller, subject, start, work(call->ctx));
       },
       [reactor, status] { reactor->Complete(*status); });
-  if (!submitted.ok()) reactor->Complete(Logged(method, subject, start, submitted));
+  if (!submitted.ok()) {
+    reactor->Complete(Logged(method, call->ctx.caller, subject, start, submitted));
+  }
   return reactor;
 }
 
+v1::UploadBlobEvent ProgressEvent(int64_t complete, int64_t total) {
+  v1::UploadBlobEvent e;
+  e.mutable_progress()->set_complete(complete);
+  e.mutable_progress()->set_total(total);
+  return e;
+}
+
+// UploadBlob: a bidirectional stream. Writes (progress, retry, send_from,
+// result) go through StreamReactor's queue; reads feed the call's BlobStream,
+// one read in flight, paused while the stream's buffer is full.
+class UploadBlobReactor
+    : public StreamReactor<v1::UploadBlobEvent,
+                           grpc::ServerBidiReactor<v1::UploadBlobRequest, v1::UploadBlobEvent>> {
+ public:
+  UploadBlobReactor(Engine* engine, Executor* executor, Callers* callers,
+                    grpc::CallbackServerContext* sctx)
+      : StreamReactor([](const v1::UploadBlobEvent& e) { return Class{"", e.has_progress()}; }),
+        engine_(engine),
+        executor_(executor),
+        callers_(callers),
+        sctx_(sctx) {
+    absl::MutexLock lock(&read_mu_);
+    reading_ = true;
+    StartRead(&req_);
+  }
+
+  // grpc::ServerBidiReactor:
+  void OnReadDone(bool ok) override {
+    absl::MutexLock lock(&read_mu_);
+    reading_ = false;
+    if (!ok) {  // half-closed, or gone
+      ended_ = true;
+      if (stream_ != nullptr) {
+        stream_->CallerDone();
+      } else {
+        Complete(absl::InvalidArgumentError("the stream ended before its start message"));
+      }
+      return;
+    }
+    if (stream_ == nullptr) {
+      if (!req_.has_start()) {
+        ended_ = true;
+        Complete(absl::InvalidArgumentError("the first UploadBlob message must be start"));
+        return;
+      }
+      if (!Begin()) {
+        ended_ = true;
+        return;
+      }
+    } else if (req_.has_start()) {
+      ended_ = true;
+      stream_->CallerError(absl::InvalidArgumentError("a second start message"));
+      return;
+    } else if (req_.has_chunk()) {
+      const int64_t offset = req_.chunk().offset();
+      if (!stream_->Offer(offset, std::move(*req_.mutable_chunk()->mutable_data()))) {
+        paused_ = true;  // ResumeReading() goes on once the uploader has room
+        return;
+      }
+    }
+    reading_ = true;
+    StartRead(&req_);
+  }
+
+ private:
+  // Called with read_mu_ held, on the start message. False: the call ended.
+  bool Begin() ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) {
+    const v1::UploadBlobStart& start = req_.start();
+    spec_.digest = start.digest();
+    spec_.size = start.size();
+    spec_.media_type = start.media_type();
+    spec_.mount_from = start.mount_from();
+    repo_ = start.repo();
+    retry_ = FromProto(start.retry());
+    BlobStream::Options o;
+    o.size = spec_.size;
+    o.digest = spec_.digest;
+    absl::StatusOr<std::unique_ptr<BlobStream>> stream = BlobStream::Create(
+        o,
+        [this](int64_t offset) {
+          v1::UploadBlobEvent e;
+          e.mutable_send_from()->set_offset(offset);
+          Push(std::move(e));
+        },
+        [this] { ResumeReading(); }, cancelled());
+    if (!stream.ok()) {
+      Complete(stream.status());
+      return false;
+    }
+    stream_ = *std::move(stream);
+    StartStream(callers_, executor_, sctx_, this, "UploadBlob",
+                absl::StrCat(repo_, "@", spec_.digest), [this](CallContext& ctx) -> absl::Status {
+                  ctx.retry = retry_;
+                  ctx.events.on_progress = [this](const std::string&, int64_t c, int64_t t) {
+                    Push(ProgressEvent(c, t));
+                  };
+                  ctx.events.on_retry = [this](const std::string&, const RetryNotice& n) {
+                    v1::UploadBlobEvent e;
+                    ToProto(n, e.mutable_retry());
+                    Push(std::move(e));
+                  };
+                  ASSIGN_OR_RETURN(LayerOutcome out,
+                                   engine_->UploadStream(ctx, repo_, spec_, stream_.get()));
+                  v1::UploadBlobEvent e;
+                  ToProto(out, e.mutable_result());
+                  Push(std::move(e));
+                  return absl::OkStatus();
+                });
+    return true;
+  }
+
+  // From the uploader's thread: there is room in the stream again.
+  void ResumeReading() {
+    absl::MutexLock lock(&read_mu_);
+    if (!paused_ || ended_ || reading_) return;
+    paused_ = false;
+    reading_ = true;
+    StartRead(&req_);
+  }
+
+  Engine* const engine_;
+  Executor* const executor_;
+  Callers* const callers_;
+  grpc::CallbackServerContext* const sctx_;
+  absl::Mutex read_mu_;
+  v1::UploadBlobRequest req_;  // the read in flight's target
+  bool reading_ ABSL_GUARDED_BY(read_mu_) = false;
+  bool paused_ ABSL_GUARDED_BY(read_mu_) = false;
+  bool ended_ ABSL_GUARDED_BY(read_mu_) = false;
+  // Set once, under read_mu_, before the engine call starts; read by it after.
+  std::unique_ptr<BlobStream> stream_;
+  std::string repo_;
+  BlobSpec spec_;
+  RetryPolicy retry_;
+};
+
 }  // namespace
 
-grpc::ServerUnaryReactor* RegistryService::RunUnary(
-    grpc::CallbackServerContext* ctx, const char* method, std::string subject,
-    std::function<absl::Status(const CancelFlag&)> work) {
+grpc::ServerUnaryReactor* RegistryService::RunUnary(grpc::CallbackServerContext* sctx,
+                                                    const char* method, std::string subject,
+                                                    StreamWork work) {
   auto* reactor = new UnaryReactor();
   absl::Time start = absl::Now();
+  absl::StatusOr<Callers::Admission> admitted = callers_->Admit(sctx);
+  if (!admitted.ok()) {
+    reactor->Finish(ToGrpcStatus(Logged(method, "", subject, start, admitted.status())));
+    return reactor;
+  }
+  auto call = std::make_shared<Callers::Admission>(*std::move(admitted));
+  call->ctx.cancelled = reactor->cancelled();
   auto status = std::make_shared<absl::Status>();
   absl::Status submitted = executor_->Submit(
-      [status, reactor, method, subject, start, work = std::move(work)] {
-        *status = Logged(method, subject, start, work(reactor->cancelled()));
+      [status, call, method, subject, start, work = std::move(work)] {
+        *status = Logged(method, call->ctx.caller, subject, start, work(call->ctx));
       },
       [reactor, status] { reactor->Finish(ToGrpcStatus(*status)); });
-  if (!submitted.ok()) reactor->Finish(ToGrpcStatus(Logged(method, subject, start, submitted)));
+  if (!submitted.ok()) {
+    reactor->Finish(ToGrpcStatus(Logged(method, call->ctx.caller, subject, start, submitted)));
+  }
   return reactor;
 }
 
@@ -82,10 +240,10 @@ grpc::ServerUnaryReactor* RegistryService::Inspect(grpc::CallbackServerContext* 
                                                    const v1::InspectRequest* req,
                                                    v1::ManifestResult* resp) {
   return RunUnary(ctx, "Inspect", req->image_ref(),
-                  [this, req, resp](const CancelFlag& cancelled) -> absl::Status {
+                  [this, req, resp](CallContext& call) -> absl::Status {
                     ASSIGN_OR_RETURN(std::optional<Platform> platform, FromProto(req->platform()));
                     ASSIGN_OR_RETURN(InspectResult r,
-                                     engine_->Inspect(req->image_ref(), platform, cancelled));
+                                     engine_->Inspect(call, req->image_ref(), platform));
                     ToProto(r, resp);
                     return absl::OkStatus();
                   });
@@ -95,10 +253,10 @@ grpc::ServerUnaryReactor* RegistryService::GetImage(grpc::CallbackServerContext*
                                                     const v1::GetImageRequest* req,
                                                     v1::Image* resp) {
   return RunUnary(ctx, "GetImage", req->image_ref(),
-                  [this, req, resp](const CancelFlag& cancelled) -> absl::Status {
+                  [this, req, resp](CallContext& call) -> absl::Status {
                     ASSIGN_OR_RETURN(std::optional<Platform> platform, FromProto(req->platform()));
                     ASSIGN_OR_RETURN(ImageResult r,
-                                     engine_->GetImage(req->image_ref(), platform, cancelled));
+                                     engine_->GetImage(call, req->image_ref(), platform));
                     ToProto(r, resp);
                     return absl::OkStatus();
                   });
@@ -108,8 +266,8 @@ grpc::ServerUnaryReactor* RegistryService::Exists(grpc::CallbackServerContext* c
                                                   const v1::ExistsRequest* req,
                                                   v1::ExistsResponse* resp) {
   return RunUnary(ctx, "Exists", req->image_ref(),
-                  [this, req, resp](const CancelFlag& cancelled) -> absl::Status {
-                    ASSIGN_OR_RETURN(bool exists, engine_->Exists(req->image_ref(), cancelled));
+                  [this, req, resp](CallContext& call) -> absl::Status {
+                    ASSIGN_OR_RETURN(bool exists, engine_->Exists(call, req->image_ref()));
                     resp->set_exists(exists);
                     return absl::OkStatus();
                   });
@@ -119,9 +277,8 @@ grpc::ServerUnaryReactor* RegistryService::GetDescriptor(grpc::CallbackServerCon
                                                          const v1::GetDescriptorRequest* req,
                                                          v1::Descriptor* resp) {
   return RunUnary(ctx, "GetDescriptor", req->image_ref(),
-                  [this, req, resp](const CancelFlag& cancelled) -> absl::Status {
-                    ASSIGN_OR_RETURN(Descriptor d,
-                                     engine_->GetDescriptor(req->image_ref(), cancelled));
+                  [this, req, resp](CallContext& call) -> absl::Status {
+                    ASSIGN_OR_RETURN(Descriptor d, engine_->GetDescriptor(call, req->image_ref()));
                     ToProto(d, resp);
                     return absl::OkStatus();
                   });
@@ -131,53 +288,53 @@ grpc::ServerUnaryReactor* RegistryService::PushIndex(grpc::CallbackServerContext
                                                      const v1::PushIndexRequest* req,
                                                      v1::Descriptor* resp) {
   return RunUnary(ctx, "PushIndex", req->ref(),
-                  [this, req, resp](const CancelFlag& cancelled) -> absl::Status {
+                  [this, req, resp](CallContext& call) -> absl::Status {
                     ASSIGN_OR_RETURN(PushIndexSpec spec, FromProto(*req));
-                    ASSIGN_OR_RETURN(Descriptor d, engine_->PushIndex(spec, cancelled));
+                    ASSIGN_OR_RETURN(Descriptor d, engine_->PushIndex(call, spec));
                     ToProto(d, resp);
                     return absl::OkStatus();
                   });
 }
 
-grpc::ServerWriteReactor<v1::BlobChunk>* RegistryService::ReadBlob(grpc::CallbackServerContext*,
+grpc::ServerWriteReactor<v1::BlobChunk>* RegistryService::ReadBlob(grpc::CallbackServerContext* ctx,
                                                                    const v1::ReadBlobRequest* req) {
   auto* reactor = new BlobReactor();
-  return StartStream(executor_, reactor, "ReadBlob", absl::StrCat(req->repo(), "@", req->digest()),
-                     [this, req, reactor]() -> absl::Status {
+  return StartStream(callers_, executor_, ctx, reactor, "ReadBlob",
+                     absl::StrCat(req->repo(), "@", req->digest()),
+                     [this, req, reactor](CallContext& call) -> absl::Status {
                        auto sink = [reactor](absl::string_view data) {
                          v1::BlobChunk chunk;
                          chunk.set_data(std::string(data));
                          return reactor->PushBlocking(std::move(chunk));
                        };
-                       return engine_->ReadBlob(req->repo(), req->digest(), req->offset(), sink,
-                                                reactor->cancelled());
+                       return engine_->ReadBlob(call, req->repo(), req->digest(), req->offset(),
+                                                sink);
                      });
 }
 
 grpc::ServerWriteReactor<v1::WriteLayerEvent>* RegistryService::WriteLayer(
-    grpc::CallbackServerContext*, const v1::WriteLayerRequest* req) {
+    grpc::CallbackServerContext* ctx, const v1::WriteLayerRequest* req) {
   auto* reactor = new WriteLayerReactor([](const v1::WriteLayerEvent& e) {
     return WriteLayerReactor::Class{"", e.has_progress()};
   });
   return StartStream(
-      executor_, reactor, "WriteLayer", req->repo(), [this, req, reactor]() -> absl::Status {
+      callers_, executor_, ctx, reactor, "WriteLayer", req->repo(),
+      [this, req, reactor](CallContext& call) -> absl::Status {
         if (!req->has_layer()) return absl::InvalidArgumentError("layer is required");
         ASSIGN_OR_RETURN(BlobSpec blob, FromProto(req->layer()));
-        UploadEvents events;
-        events.on_progress = [reactor](int64_t complete, int64_t total) {
+        call.retry = FromProto(req->retry());
+        call.events.on_progress = [reactor](const std::string&, int64_t complete, int64_t total) {
           v1::WriteLayerEvent e;
           e.mutable_progress()->set_complete(complete);
           e.mutable_progress()->set_total(total);
           reactor->Push(std::move(e));
         };
-        events.on_retry = [reactor](const RetryNotice& n) {
+        call.events.on_retry = [reactor](const std::string&, const RetryNotice& n) {
           v1::WriteLayerEvent e;
           ToProto(n, e.mutable_retry());
           reactor->Push(std::move(e));
         };
-        ASSIGN_OR_RETURN(LayerOutcome out,
-                         engine_->WriteLayer(req->repo(), std::move(blob), FromProto(req->retry()),
-                                             events, reactor->cancelled()));
+        ASSIGN_OR_RETURN(LayerOutcome out, engine_->WriteLayer(call, req->repo(), std::move(blob)));
         v1::WriteLayerEvent e;
         ToProto(out, e.mutable_result());
         reactor->Push(std::move(e));
@@ -186,40 +343,46 @@ grpc::ServerWriteReactor<v1::WriteLayerEvent>* RegistryService::WriteLayer(
 }
 
 grpc::ServerWriteReactor<v1::PushEvent>* RegistryService::PushImage(
-    grpc::CallbackServerContext*, const v1::PushImageRequest* req) {
+    grpc::CallbackServerContext* ctx, const v1::PushImageRequest* req) {
   auto* reactor = new PushReactor([](const v1::PushEvent& e) {
     return PushReactor::Class{e.blob_digest(), e.has_progress()};
   });
   return StartStream(
-      executor_, reactor, "PushImage", req->ref(), [this, req, reactor]() -> absl::Status {
+      callers_, executor_, ctx, reactor, "PushImage", req->ref(),
+      [this, req, reactor](CallContext& call) -> absl::Status {
         ASSIGN_OR_RETURN(PushImageSpec spec, FromProto(*req));
-        PushEvents events;
-        events.on_progress = [reactor](const std::string& digest, int64_t complete, int64_t total) {
+        call.retry = FromProto(req->retry());
+        call.events.on_progress = [reactor](const std::string& digest, int64_t complete,
+                                            int64_t total) {
           v1::PushEvent e;
           e.set_blob_digest(digest);
           e.mutable_progress()->set_complete(complete);
           e.mutable_progress()->set_total(total);
           reactor->Push(std::move(e));
         };
-        events.on_retry = [reactor](const std::string& digest, const RetryNotice& n) {
+        call.events.on_retry = [reactor](const std::string& digest, const RetryNotice& n) {
           v1::PushEvent e;
           e.set_blob_digest(digest);
           ToProto(n, e.mutable_retry());
           reactor->Push(std::move(e));
         };
-        events.on_layer = [reactor](const std::string& digest, const LayerOutcome& out) {
+        call.events.on_layer = [reactor](const std::string& digest, const LayerOutcome& out) {
           v1::PushEvent e;
           e.set_blob_digest(digest);
           ToProto(out, e.mutable_layer());
           reactor->Push(std::move(e));
         };
-        ASSIGN_OR_RETURN(Descriptor d, engine_->PushImage(spec, FromProto(req->retry()), events,
-                                                          reactor->cancelled()));
+        ASSIGN_OR_RETURN(Descriptor d, engine_->PushImage(call, spec));
         v1::PushEvent e;
         ToProto(d, e.mutable_result()->mutable_descriptor_());
         reactor->Push(std::move(e));
         return absl::OkStatus();
       });
+}
+
+grpc::ServerBidiReactor<v1::UploadBlobRequest, v1::UploadBlobEvent>* RegistryService::UploadBlob(
+    grpc::CallbackServerContext* ctx) {
+  return new UploadBlobReactor(engine_, executor_, callers_, ctx);
 }
 
 }  // namespace regd

@@ -1,23 +1,27 @@
 // RegistryService: the regd.v1.Registry gRPC service as thin adapters.
 //
-// Each handler converts the request to core types, runs the Engine call on an
-// Executor worker thread (never on a gRPC callback thread), and converts the
-// result back. Streaming RPCs use StreamReactor.
+// Each handler admits the caller (Callers: tenant, policy, per-call
+// credentials → a CallContext), converts the request to core types, runs the
+// Engine call on an Executor worker thread (never on a gRPC callback thread),
+// and converts the result back. Streaming RPCs use StreamReactor; UploadBlob
+// adds the reads of a bidirectional stream to it.
 //
-// Borrows the Engine and Executor, which must outlive the gRPC server.
+// Borrows the Engine, Executor and Callers, which must outlive the gRPC server.
 // Thread-safe (stateless beyond those pointers).
 #ifndef REGD_SERVER_REGISTRY_SERVICE_H_
 #define REGD_SERVER_REGISTRY_SERVICE_H_
 
 #include "core/engine.h"
 #include "core/executor.h"
+#include "server/callers.h"
 #include "regd/v1/registry.grpc.pb.h"
 
 namespace regd {
 
 class RegistryService final : public v1::Registry::CallbackService {
  public:
-  RegistryService(Engine* engine, Executor* executor) : engine_(engine), executor_(executor) {}
+  RegistryService(Engine* engine, Executor* executor, Callers* callers)
+      : engine_(engine), executor_(executor), callers_(callers) {}
 
   // v1::Registry::CallbackService:
   grpc::ServerUnaryReactor* Inspect(grpc::CallbackServerContext* ctx, const v1::InspectRequest* req,
@@ -38,16 +42,19 @@ class RegistryService final : public v1::Registry::CallbackService {
   grpc::ServerUnaryReactor* PushIndex(grpc::CallbackServerContext* ctx,
                                       const v1::PushIndexRequest* req,
                                       v1::Descriptor* resp) override;
+  grpc::ServerBidiReactor<v1::UploadBlobRequest, v1::UploadBlobEvent>* UploadBlob(
+      grpc::CallbackServerContext* ctx) override;
 
  private:
-  // Runs `work` on a worker and finishes the unary call with its status
-  // (logged with `method` and `subject`).
+  // Admits the caller, runs `work` on a worker and finishes the unary call
+  // with its status (logged with `method`, the caller and `subject`).
   grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* ctx, const char* method,
                                      std::string subject,
-                                     std::function<absl::Status(const CancelFlag&)> work);
+                                     std::function<absl::Status(CallContext&)> work);
 
   Engine* const engine_;
   Executor* const executor_;
+  Callers* const callers_;
 };
 
 }  // namespace regd

@@ -61,7 +61,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(ServerOptions opti
   std::unique_ptr<Server> s(new Server());
   ASSIGN_OR_RETURN(s->engine_, Engine::Create(std::move(options.engine)));
   s->executor_ = std::make_unique<Executor>(options.max_concurrent_calls);
-  s->service_ = std::make_unique<RegistryService>(s->engine_.get(), s->executor_.get());
+  s->callers_ = std::make_unique<Callers>(options.policy);
+  s->service_ =
+      std::make_unique<RegistryService>(s->engine_.get(), s->executor_.get(), s->callers_.get());
 
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
                    ListenerCredentials(options.listen, options.tls));

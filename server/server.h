@@ -17,6 +17,8 @@
 #include "absl/time/time.h"
 #include "core/engine.h"
 #include "core/executor.h"
+#include "core/policy.h"
+#include "server/callers.h"
 #include "server/registry_service.h"
 #include "server/tls.h"
 
@@ -30,6 +32,8 @@ struct ServerOptions {
   // Memory gRPC may use for calls in flight (its ResourceQuota).
   int64_t grpc_memory_bytes = 64 << 20;
   ListenerTls tls;
+  // Tenants and what they may do (--policy); null: every caller, as before.
+  std::shared_ptr<const Policy> policy;
   EngineOptions engine;
 };
 
@@ -56,6 +60,7 @@ class Server {
   std::string address_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Executor> executor_;
+  std::unique_ptr<Callers> callers_;
   std::unique_ptr<RegistryService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   absl::Mutex mu_;

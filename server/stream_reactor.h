@@ -33,8 +33,10 @@
 
 namespace regd {
 
-template <typename Msg>
-class StreamReactor : public grpc::ServerWriteReactor<Msg> {
+// `Base` is the gRPC reactor it extends: a ServerWriteReactor<Msg>, or a
+// ServerBidiReactor<Request, Msg> whose reads the subclass adds.
+template <typename Msg, typename Base = grpc::ServerWriteReactor<Msg>>
+class StreamReactor : public Base {
  public:
   struct Class {
     std::string key;
@@ -116,6 +118,11 @@ class StreamReactor : public grpc::ServerWriteReactor<Msg> {
     absl::MutexLock lock(&mu_);
     client_gone_ = true;
     queue_.clear();
+  }
+  // Whether the caller is gone (cancelled, or a write failed).
+  bool client_gone() {
+    absl::MutexLock lock(&mu_);
+    return client_gone_;
   }
   void OnDone() override { delete this; }
 

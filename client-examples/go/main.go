@@ -1,19 +1,34 @@
 // Command regd-example is a small Go client for the regd gRPC daemon.
 //
-//	regd-example [-addr host:port|unix:/path.sock] [-timeout 60s] COMMAND ...
+//	regd-example [-addr host:port|unix:/path.sock] [-timeout 60s] [CONNECTION FLAGS] COMMAND ...
 //	  inspect REF [-platform os/arch[/variant]]
 //	  exists REF
 //	  write-layer REPO FILE [-inline] [-media-type T] [-mount-from REPO] [-max-attempts N]
+//	  upload REPO FILE [-digest D] [-media-type T] [-mount-from REPO] [-chunk-bytes N] [-max-attempts N]
+//
+// Connection flags: -tls-ca PEM, -tls-cert PEM -tls-key PEM, -tls-server-name
+// NAME (TLS is used when any -tls-* flag is given), -token TOKEN (metadata
+// "authorization: Bearer TOKEN"), -registry-auth-file JSON or -registry-user
+// USER -registry-password PASS (metadata "x-registry-auth": base64url of a
+// Docker AuthConfig JSON). The metadata goes with every call.
 //
 // Command flags may come before or after the positional arguments; global
-// flags (-addr, -timeout) come before the command.
+// flags (-addr, -timeout and the connection flags) come before the command.
+// Flags may be spelled with one dash or two.
 // Results are printed as JSON on stdout and progress on stderr. On a gRPC
 // error the status code name and message go to stderr and the exit status is
 // the numeric gRPC code (NOT_FOUND exits 5, UNAVAILABLE 14, ...).
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,10 +37,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -58,8 +77,20 @@ func main() {
 	addr := flag.String("addr", envOr("REGD_ADDR", "127.0.0.1:50051"),
 		"daemon address: host:port or unix:/path.sock")
 	timeout := flag.Duration("timeout", 60*time.Second, "deadline for unary calls")
+	co := connOptions{set: map[string]bool{}}
+	flag.StringVar(&co.tlsCA, "tls-ca", "", "PEM CA certificates that verify the daemon (TLS)")
+	flag.StringVar(&co.tlsCert, "tls-cert", "", "PEM client certificate chain, for mTLS (with -tls-key)")
+	flag.StringVar(&co.tlsKey, "tls-key", "", "PEM private key of -tls-cert")
+	flag.StringVar(&co.tlsServerName, "tls-server-name", "",
+		"name to check in the daemon's certificate (default: the host in -addr)")
+	flag.StringVar(&co.token, "token", "", "send 'authorization: Bearer TOKEN' on every call")
+	flag.StringVar(&co.registryAuthFile, "registry-auth-file", "",
+		"Docker AuthConfig JSON object sent as x-registry-auth on every call")
+	flag.StringVar(&co.registryUser, "registry-user", "",
+		"with -registry-password: send x-registry-auth {username, password} on every call")
+	flag.StringVar(&co.registryPassword, "registry-password", "", "see -registry-user")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: %s [flags] inspect|exists|write-layer ARGS...\n", os.Args[0])
+		fmt.Fprintf(os.Stderr, "usage: %s [flags] inspect|exists|write-layer|upload ARGS...\n", os.Args[0])
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -67,8 +98,13 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
+	flag.Visit(func(f *flag.Flag) { co.set[f.Name] = true })
 
-	conn, err := dial(*addr)
+	dialOpts, err := co.dialOptions()
+	if err != nil {
+		os.Exit(exitStatus(err))
+	}
+	conn, err := dial(*addr, dialOpts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
@@ -84,6 +120,8 @@ func main() {
 		err = runExists(client, *timeout, args)
 	case "write-layer":
 		err = runWriteLayer(client, args)
+	case "upload":
+		err = runUpload(client, args)
 	default:
 		err = usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
@@ -114,10 +152,118 @@ func envOr(key, def string) string {
 	return def
 }
 
-// dial connects without TLS. grpc-go 1.33 (Debian 12) has no "unix:" resolver,
-// so unix sockets go through a custom dialer.
-func dial(addr string) (*grpc.ClientConn, error) {
-	opts := []grpc.DialOption{grpc.WithInsecure()}
+// connOptions are the global flags for TLS and call metadata.
+type connOptions struct {
+	tlsCA, tlsCert, tlsKey, tlsServerName string
+	token                                 string
+	registryAuthFile                      string
+	registryUser, registryPassword        string
+	set                                   map[string]bool // flags given, even as ""
+}
+
+// dialOptions turns the flags into transport credentials (TLS when any
+// -tls-* flag is given, else none) and interceptors that add the metadata.
+func (co *connOptions) dialOptions() ([]grpc.DialOption, error) {
+	if co.set == nil {
+		co.set = map[string]bool{}
+	}
+	var md []string // key, value, ...
+	if co.set["token"] {
+		md = append(md, "authorization", "Bearer "+co.token)
+	}
+	auth, err := co.registryAuth()
+	if err != nil {
+		return nil, err
+	}
+	if auth != "" {
+		md = append(md, "x-registry-auth", auth)
+	}
+
+	var opts []grpc.DialOption
+	if co.tlsCA != "" || co.tlsCert != "" || co.tlsKey != "" || co.tlsServerName != "" {
+		cfg := &tls.Config{ServerName: co.tlsServerName, MinVersion: tls.VersionTLS12}
+		if co.tlsCA != "" {
+			pem, err := os.ReadFile(co.tlsCA)
+			if err != nil {
+				return nil, usageError{fmt.Sprintf("-tls-ca: %v", err)}
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, usageError{fmt.Sprintf("-tls-ca: no PEM certificate in %s", co.tlsCA)}
+			}
+		}
+		if (co.tlsCert == "") != (co.tlsKey == "") {
+			return nil, usageError{"-tls-cert and -tls-key go together"}
+		}
+		if co.tlsCert != "" {
+			pair, err := tls.LoadX509KeyPair(co.tlsCert, co.tlsKey)
+			if err != nil {
+				return nil, usageError{fmt.Sprintf("-tls-cert/-tls-key: %v", err)}
+			}
+			cfg.Certificates = []tls.Certificate{pair}
+		}
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	} else {
+		opts = append(opts, grpc.WithInsecure())
+	}
+	if len(md) > 0 {
+		opts = append(opts,
+			grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply interface{},
+				cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
+				return invoker(metadata.AppendToOutgoingContext(ctx, md...), method, req, reply, cc, callOpts...)
+			}),
+			grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn,
+				method string, streamer grpc.Streamer, callOpts ...grpc.CallOption) (grpc.ClientStream, error) {
+				return streamer(metadata.AppendToOutgoingContext(ctx, md...), desc, cc, method, callOpts...)
+			}))
+	}
+	return opts, nil
+}
+
+// registryAuth is the x-registry-auth value: base64url (RFC 4648 section 5,
+// unpadded) of a Docker AuthConfig JSON object, or "" for none.
+func (co *connOptions) registryAuth() (string, error) {
+	userPass := co.set["registry-user"] || co.set["registry-password"]
+	var raw []byte
+	switch {
+	case co.set["registry-auth-file"] && userPass:
+		return "", usageError{"-registry-auth-file and -registry-user/-registry-password exclude each other"}
+	case co.set["registry-auth-file"]:
+		b, err := os.ReadFile(co.registryAuthFile)
+		if err != nil {
+			return "", usageError{fmt.Sprintf("-registry-auth-file: %v", err)}
+		}
+		var obj map[string]interface{}
+		if err := json.Unmarshal(b, &obj); err != nil || obj == nil {
+			return "", usageError{fmt.Sprintf("-registry-auth-file: %s must hold a JSON object", co.registryAuthFile)}
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, b); err != nil {
+			return "", usageError{fmt.Sprintf("-registry-auth-file: %v", err)}
+		}
+		raw = buf.Bytes()
+	case userPass:
+		if !co.set["registry-user"] || !co.set["registry-password"] {
+			return "", usageError{"-registry-user and -registry-password go together"}
+		}
+		var err error
+		raw, err = json.Marshal(struct {
+			Username string `json:"username"`
+			Password string `json:"password"`
+		}{co.registryUser, co.registryPassword})
+		if err != nil {
+			return "", err
+		}
+	default:
+		return "", nil
+	}
+	return base64.RawURLEncoding.EncodeToString(raw), nil
+}
+
+// dial connects with opts (transport credentials among them). grpc-go 1.33
+// (Debian 12) has no "unix:" resolver, so unix sockets go through a custom
+// dialer.
+func dial(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	if strings.HasPrefix(addr, "unix:") {
 		path := strings.TrimPrefix(strings.TrimPrefix(addr, "unix:"), "//")
 		opts = append(opts,
@@ -290,5 +436,241 @@ func logProgress(p *pb.Progress) {
 			p.Complete, p.Total, 100*p.Complete/p.Total)
 	} else {
 		fmt.Fprintf(os.Stderr, "progress: %d bytes\n", p.Complete)
+	}
+}
+
+const (
+	mib           = 1 << 20
+	maxChunkBytes = 8 * mib // UploadChunk's cap
+)
+
+// fileDigest returns the sha256 digest and size of a file, streaming it.
+func fileDigest(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// uploadSender streams a file's chunks on an UploadBlob stream from the
+// offsets regd asks for. It is the only goroutine that calls Send; Send
+// blocks while the stream's flow-control window is full (back-pressure).
+type uploadSender struct {
+	stream pb.Registry_UploadBlobClient
+	file   *os.File
+	chunk  int
+
+	offsets chan int64    // the latest send_from not yet acted on (capacity 1)
+	stop    chan struct{} // closed once the result is in
+	done    chan struct{} // closed when run returns
+	err     error         // reading the file failed; read after done
+	sent    int64         // atomic: bytes handed to Send
+	passes  int64         // atomic
+}
+
+// sendFrom hands over a new offset, replacing one the sender has not picked
+// up yet. Only the receiving goroutine calls it.
+func (s *uploadSender) sendFrom(off int64) {
+	select {
+	case <-s.offsets:
+	default:
+	}
+	s.offsets <- off
+}
+
+func (s *uploadSender) run(cancel context.CancelFunc) {
+	defer close(s.done)
+	buf := make([]byte, s.chunk)
+	off, ok := s.nextOffset()
+	for ok {
+		atomic.AddInt64(&s.passes, 1)
+		off, ok = s.pass(buf, off, cancel)
+	}
+}
+
+// nextOffset waits for a send_from; false once the sender is to stop.
+func (s *uploadSender) nextOffset() (int64, bool) {
+	select {
+	case off := <-s.offsets:
+		return off, true
+	case <-s.stop:
+		return 0, false
+	}
+}
+
+// pass sends the file from off to its end, then waits with the stream open.
+// It returns the offset of the next pass (a send_from that came meanwhile
+// ends this pass at once), or false when the sender is to stop.
+func (s *uploadSender) pass(buf []byte, off int64, cancel context.CancelFunc) (int64, bool) {
+	for {
+		select {
+		case next := <-s.offsets:
+			return next, true
+		case <-s.stop:
+			return 0, false
+		default:
+		}
+		n, err := s.file.ReadAt(buf, off)
+		if n > 0 {
+			atomic.AddInt64(&s.sent, int64(n))
+			// Send marshals the message before it returns, so buf may be reused.
+			req := &pb.UploadBlobRequest{Msg: &pb.UploadBlobRequest_Chunk{
+				Chunk: &pb.UploadChunk{Offset: off, Data: buf[:n]}}}
+			if serr := s.stream.Send(req); serr != nil {
+				return 0, false // the stream is over; Recv reports its status
+			}
+			off += int64(n)
+		}
+		if err == io.EOF {
+			return s.nextOffset() // not half-closed: regd may ask again
+		}
+		if err != nil {
+			s.err = err
+			cancel()
+			return 0, false
+		}
+	}
+}
+
+func runUpload(c pb.RegistryClient, args []string) error {
+	fs := flag.NewFlagSet("upload", flag.ContinueOnError)
+	digest := fs.String("digest", "", "the blob's digest (default: computed from FILE)")
+	mediaType := fs.String("media-type", "", "blob media type (default: OCI gzip layer)")
+	mountFrom := fs.String("mount-from", "", "repository on the same registry to mount from")
+	chunkBytes := fs.Int("chunk-bytes", mib, "bytes per UploadChunk")
+	maxAttempts := fs.Int("max-attempts", 0, "retry attempts (0: daemon default)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usageError{"upload takes REPO FILE"}
+	}
+	if *chunkBytes <= 0 || *chunkBytes > maxChunkBytes {
+		return usageError{fmt.Sprintf("-chunk-bytes must be 1..%d", maxChunkBytes)}
+	}
+	repo, file := pos[0], pos[1]
+
+	var size int64
+	if *digest == "" {
+		if *digest, size, err = fileDigest(file); err != nil {
+			return err
+		}
+	} else {
+		fi, err := os.Stat(file)
+		if err != nil {
+			return err
+		}
+		size = fi.Size()
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+
+	// No deadline: a large upload may legitimately take a long time.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := c.UploadBlob(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sent 0 bytes in 0 passes")
+		return err
+	}
+	err = stream.Send(&pb.UploadBlobRequest{Msg: &pb.UploadBlobRequest_Start{Start: &pb.UploadBlobStart{
+		Repo: repo, Digest: *digest, Size: size, MediaType: *mediaType, MountFrom: *mountFrom,
+		Retry: &pb.RetryConfig{MaxAttempts: int32(*maxAttempts)},
+	}}})
+	if err != nil && err != io.EOF { // io.EOF: the status comes from Recv
+		return err
+	}
+
+	s := &uploadSender{
+		stream: stream, file: f, chunk: *chunkBytes,
+		offsets: make(chan int64, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	go s.run(cancel)
+	var stopOnce sync.Once
+	stopSender := func() { stopOnce.Do(func() { close(s.stop) }) }
+	defer stopSender()
+	summary := func() {
+		fmt.Fprintf(os.Stderr, "sent %d bytes in %d passes\n",
+			atomic.LoadInt64(&s.sent), atomic.LoadInt64(&s.passes))
+	}
+
+	var lastProgress time.Time
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			summary()
+			return errors.New("stream ended without a LayerResult")
+		}
+		if err != nil {
+			stopSender()
+			select {
+			case <-s.done:
+				if s.err != nil {
+					err = s.err // the cancel was ours: report why
+				}
+			case <-time.After(time.Second):
+			}
+			summary()
+			return err
+		}
+		switch e := ev.Event.(type) {
+		case *pb.UploadBlobEvent_SendFrom:
+			fmt.Fprintf(os.Stderr, "send_from: offset %d\n", e.SendFrom.Offset)
+			s.sendFrom(e.SendFrom.Offset)
+		case *pb.UploadBlobEvent_Retry:
+			r := e.Retry
+			fmt.Fprintf(os.Stderr, "retry: attempt %d/%d failed: %s; next in %s\n",
+				r.Attempt, r.MaxAttempts, r.Error, r.NextRetryIn.AsDuration())
+		case *pb.UploadBlobEvent_Progress:
+			p := e.Progress
+			if time.Since(lastProgress) >= time.Second || (p.Total > 0 && p.Complete >= p.Total) {
+				lastProgress = time.Now()
+				logProgress(p)
+			}
+		case *pb.UploadBlobEvent_Result:
+			// Committed. Stop the sender, then half-close (never concurrently
+			// with a Send) and wait briefly for the stream's OK status.
+			stopSender()
+			select {
+			case <-s.done:
+				if err := stream.CloseSend(); err == nil {
+					drainAfterResult(stream, cancel)
+				}
+			case <-time.After(10 * time.Second): // stuck in Send: give up on a clean close
+			}
+			cancel()
+			summary()
+			return printJSON(e.Result)
+		}
+	}
+}
+
+// drainAfterResult reads what follows the result (nothing, normally) until
+// the stream ends, giving up after 10 s.
+func drainAfterResult(stream pb.Registry_UploadBlobClient, cancel context.CancelFunc) {
+	t := time.AfterFunc(10*time.Second, cancel)
+	defer t.Stop()
+	for {
+		_, err := stream.Recv()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			if st, ok := status.FromError(err); ok && st.Code() != codes.Canceled {
+				fmt.Fprintf(os.Stderr, "note: stream ended with %s after the result\n", codeName(st.Code()))
+			}
+			return
+		}
 	}
 }

@@ -1,10 +1,18 @@
 #!/usr/bin/env node
 // A small Node.js client for the regd gRPC daemon.
 //
-//   node index.js [--addr host:port|unix:/path.sock] [--timeout SECONDS] COMMAND ...
+//   node index.js [--addr host:port|unix:/path.sock] [--timeout SECONDS] [CONNECTION OPTIONS] COMMAND ...
 //     inspect REF [--platform os/arch[/variant]]
 //     exists REF
-//     write-layer REPO FILE [--inline] [--media-type T] [--mount-from REPO]
+//     write-layer REPO FILE [--inline] [--digest D] [--media-type T] [--mount-from REPO] [--max-attempts N]
+//     upload REPO FILE [--digest D] [--media-type T] [--mount-from REPO] [--chunk-bytes N] [--max-attempts N]
+//
+// Connection options: --tls-ca PEM, --tls-cert PEM --tls-key PEM,
+// --tls-server-name NAME (TLS is used when any --tls-* option is given),
+// --token TOKEN (metadata "authorization: Bearer TOKEN"), --registry-auth-file
+// JSON or --registry-user USER --registry-password PASS (metadata
+// "x-registry-auth": base64url of a Docker AuthConfig JSON). The metadata goes
+// with every call. Options may appear anywhere on the command line.
 //
 // The proto is loaded at run time from ../../proto (or $REGD_PROTO_DIR).
 // Results are printed as JSON on stdout and progress on stderr. On a gRPC
@@ -12,6 +20,7 @@
 // the numeric gRPC code (NOT_FOUND exits 5, UNAVAILABLE 14, ...).
 'use strict';
 
+const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
@@ -83,7 +92,11 @@ async function exists(client, opts, positionals) {
 function writeLayer(client, opts, positionals) {
   if (positionals.length !== 2) throw new UsageError('write-layer takes REPO FILE');
   const [repo, file] = positionals;
-  const layer = { media_type: opts['media-type'] || '', mount_from: opts['mount-from'] || '' };
+  const layer = {
+    digest: opts.digest || '',
+    media_type: opts['media-type'] || '',
+    mount_from: opts['mount-from'] || '',
+  };
   if (opts.inline) {
     layer.data = fs.readFileSync(file);
   } else {
@@ -125,7 +138,178 @@ function writeLayer(client, opts, positionals) {
   });
 }
 
-const COMMANDS = { inspect, exists, 'write-layer': writeLayer };
+const MiB = 1 << 20;
+
+// sha256 digest and size of a file, streaming it.
+async function fileDigest(file) {
+  const hash = crypto.createHash('sha256');
+  let size = 0;
+  for await (const data of fs.createReadStream(file, { highWaterMark: MiB })) {
+    hash.update(data);
+    size += data.length;
+  }
+  return { digest: `sha256:${hash.digest('hex')}`, size };
+}
+
+// UploadBlob: sends `start`, then streams FILE from each send_from offset
+// regd asks for, restarting the pass when a new send_from comes. The request
+// stream is not half-closed after the last chunk (regd may ask for bytes
+// again after a failed commit); it is ended once the result is in.
+async function upload(client, opts, positionals) {
+  if (positionals.length !== 2) throw new UsageError('upload takes REPO FILE');
+  const [repo, file] = positionals;
+  const chunkBytes = opts['chunk-bytes'] === undefined ? MiB : Number(opts['chunk-bytes']);
+  if (!Number.isInteger(chunkBytes) || chunkBytes <= 0 || chunkBytes > 8 * MiB) {
+    throw new UsageError(`--chunk-bytes must be 1..${8 * MiB}`);
+  }
+  let digest = opts.digest;
+  let size;
+  if (digest) {
+    size = (await fs.promises.stat(file)).size;
+  } else {
+    ({ digest, size } = await fileDigest(file));
+  }
+
+  const fh = await fs.promises.open(file, 'r');
+  const state = { sent: 0, passes: 0 };
+  try {
+    const result = await uploadStream(client, fh, chunkBytes, state, {
+      repo,
+      digest,
+      size,
+      media_type: opts['media-type'] || '',
+      mount_from: opts['mount-from'] || '',
+      retry: { max_attempts: Number(opts['max-attempts'] || 0) },
+    });
+    console.error(`sent ${state.sent} bytes in ${state.passes} passes`);
+    printJson(result);
+  } catch (err) {
+    console.error(`sent ${state.sent} bytes in ${state.passes} passes`);
+    throw err;
+  } finally {
+    await fh.close();
+  }
+}
+
+// Runs one UploadBlob call; resolves with its LayerResult.
+function uploadStream(client, fh, chunkBytes, state, start) {
+  return new Promise((resolve, reject) => {
+    const call = client.UploadBlob(); // no deadline: uploads can be long
+    let result = null;
+    let stopped = false; // result in, or the call failed: the sender stops
+    let settled = false;
+    let wanted = null; // the latest send_from offset not yet acted on
+    let wake = null; // ends the sender's wait (for a send_from or 'drain')
+    let lastProgress = 0;
+
+    const poke = () => {
+      const w = wake;
+      wake = null;
+      if (w) w();
+    };
+    const stop = () => {
+      stopped = true;
+      poke();
+    };
+    const settle = (err) => {
+      stop();
+      if (settled) return;
+      settled = true;
+      if (err) reject(err);
+      else resolve(result);
+    };
+
+    // The sender: one pass per send_from, from its offset to EOF.
+    const sender = async () => {
+      for (;;) {
+        while (wanted === null && !stopped) await new Promise((res) => (wake = res));
+        if (stopped) return;
+        let pos = wanted;
+        wanted = null;
+        state.passes += 1;
+        for (;;) {
+          const buf = Buffer.allocUnsafe(chunkBytes); // grpc-js may hold it a while
+          const { bytesRead } = await fh.read(buf, 0, chunkBytes, pos);
+          // Stop at EOF (the stream stays open), at the result, or when regd
+          // asked for another offset meanwhile.
+          if (stopped || wanted !== null || bytesRead === 0) break;
+          state.sent += bytesRead;
+          const more = call.write({ chunk: { offset: pos, data: buf.subarray(0, bytesRead) } });
+          pos += bytesRead;
+          if (!more) {
+            // Back-pressure: wait for 'drain' (or a stop / new send_from).
+            await new Promise((res) => {
+              const done = () => {
+                call.off('drain', done);
+                if (wake === done) wake = null;
+                res();
+              };
+              call.on('drain', done);
+              wake = done;
+            });
+          }
+          if (stopped || wanted !== null) break;
+        }
+      }
+    };
+
+    call.on('data', (ev) => {
+      switch (ev.event) {
+        case 'send_from':
+          console.error(`send_from: offset ${ev.send_from.offset}`);
+          wanted = Number(ev.send_from.offset);
+          poke();
+          break;
+        case 'retry':
+          console.error(describeRetry(ev.retry));
+          break;
+        case 'progress': {
+          const p = ev.progress;
+          const now = Date.now();
+          if (now - lastProgress >= 1000 || (Number(p.total) > 0 && Number(p.complete) >= Number(p.total))) {
+            lastProgress = now;
+            console.error(describeProgress(p));
+          }
+          break;
+        }
+        case 'result':
+          if (result === null) {
+            // Committed: stop sending, half-close, and wait (briefly) for the
+            // stream's status before settling.
+            result = ev.result;
+            stop();
+            call.end();
+            setTimeout(() => call.cancel(), 10000).unref();
+          }
+          break;
+        default:
+          break;
+      }
+    });
+    call.on('error', (err) => {
+      if (result === null) {
+        settle(err); // a non-OK status ends the stream here
+        return;
+      }
+      if (err.code !== grpc.status.CANCELLED) {
+        console.error(`note: stream ended with ${grpc.status[err.code]} after the result`);
+      }
+      settle();
+    });
+    call.on('end', () => {
+      settle(result === null ? new Error('stream ended without a LayerResult') : undefined);
+    });
+
+    call.write({ start });
+    sender().catch((err) => {
+      // Reading the file failed: report that, and give up on the call.
+      settle(err);
+      call.cancel();
+    });
+  });
+}
+
+const COMMANDS = { inspect, exists, 'write-layer': writeLayer, upload };
 
 function parseCommandLine(argv) {
   const { values, positionals } = parseArgs({
@@ -139,6 +323,16 @@ function parseCommandLine(argv) {
       'media-type': { type: 'string' },
       'mount-from': { type: 'string' },
       'max-attempts': { type: 'string' },
+      digest: { type: 'string' },
+      'chunk-bytes': { type: 'string' },
+      'tls-ca': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-server-name': { type: 'string' },
+      token: { type: 'string' },
+      'registry-auth-file': { type: 'string' },
+      'registry-user': { type: 'string' },
+      'registry-password': { type: 'string' },
       'check-proto': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -146,6 +340,80 @@ function parseCommandLine(argv) {
   values.timeout = Number(values.timeout);
   if (!(values.timeout > 0)) throw new UsageError('--timeout must be a positive number of seconds');
   return { opts: values, command: positionals[0], args: positionals.slice(1) };
+}
+
+function readOption(opts, name) {
+  try {
+    return fs.readFileSync(opts[name]);
+  } catch (err) {
+    throw new UsageError(`--${name}: ${err.message}`);
+  }
+}
+
+// x-registry-auth: base64url (RFC 4648 section 5, unpadded) of a Docker
+// AuthConfig JSON object, or null for none.
+function registryAuth(opts) {
+  const userPass = opts['registry-user'] !== undefined || opts['registry-password'] !== undefined;
+  let config;
+  if (opts['registry-auth-file'] !== undefined) {
+    if (userPass) {
+      throw new UsageError('--registry-auth-file and --registry-user/--registry-password exclude each other');
+    }
+    try {
+      config = JSON.parse(readOption(opts, 'registry-auth-file').toString('utf8'));
+    } catch (err) {
+      if (err instanceof UsageError) throw err;
+      throw new UsageError(`--registry-auth-file: not JSON: ${err.message}`);
+    }
+    if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+      throw new UsageError('--registry-auth-file must hold a JSON object');
+    }
+  } else if (userPass) {
+    if (opts['registry-user'] === undefined || opts['registry-password'] === undefined) {
+      throw new UsageError('--registry-user and --registry-password go together');
+    }
+    config = { username: opts['registry-user'], password: opts['registry-password'] };
+  } else {
+    return null;
+  }
+  return Buffer.from(JSON.stringify(config), 'utf8').toString('base64url');
+}
+
+// The client for --addr: TLS when any --tls-* option is given, and an
+// interceptor adding the --token / --registry-* metadata to every call.
+function makeClient(Registry, opts) {
+  if ((opts['tls-cert'] === undefined) !== (opts['tls-key'] === undefined)) {
+    throw new UsageError('--tls-cert and --tls-key go together');
+  }
+  const md = [];
+  if (opts.token !== undefined) md.push(['authorization', `Bearer ${opts.token}`]);
+  const auth = registryAuth(opts);
+  if (auth !== null) md.push(['x-registry-auth', auth]);
+
+  let creds;
+  const options = {};
+  if (['tls-ca', 'tls-cert', 'tls-server-name'].some((k) => opts[k] !== undefined)) {
+    creds = grpc.credentials.createSsl(
+      opts['tls-ca'] !== undefined ? readOption(opts, 'tls-ca') : null,
+      opts['tls-key'] !== undefined ? readOption(opts, 'tls-key') : null,
+      opts['tls-cert'] !== undefined ? readOption(opts, 'tls-cert') : null,
+    );
+    if (opts['tls-server-name']) options['grpc.ssl_target_name_override'] = opts['tls-server-name'];
+  } else {
+    creds = grpc.credentials.createInsecure();
+  }
+  if (md.length > 0) {
+    options.interceptors = [
+      (callOptions, nextCall) =>
+        new grpc.InterceptingCall(nextCall(callOptions), {
+          start(metadata, listener, next) {
+            for (const [k, v] of md) metadata.set(k, v);
+            next(metadata, listener);
+          },
+        }),
+    ];
+  }
+  return new Registry(opts.addr, creds, options);
 }
 
 async function main() {
@@ -163,11 +431,23 @@ async function main() {
     return 0;
   }
   if (opts.help || !COMMANDS[command]) {
-    console.error('usage: node index.js [--addr ADDR] [--timeout SEC] inspect|exists|write-layer ARGS...');
+    console.error(
+      'usage: node index.js [--addr ADDR] [--timeout SEC] [--tls-ca PEM] [--tls-cert PEM --tls-key PEM]\n' +
+        '         [--tls-server-name NAME] [--token TOKEN]\n' +
+        '         [--registry-auth-file JSON | --registry-user USER --registry-password PASS]\n' +
+        '         inspect|exists|write-layer|upload ARGS...',
+    );
     return opts.help ? 0 : 2;
   }
 
-  const client = new Registry(opts.addr, grpc.credentials.createInsecure());
+  let client;
+  try {
+    client = makeClient(Registry, opts);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`usage error: ${err.message}`);
+    return 2;
+  }
   try {
     await COMMANDS[command](client, opts, args);
     return 0;

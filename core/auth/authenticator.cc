@@ -124,10 +124,8 @@ std::string PushScope(const std::string& repo_path) {
   return absl::StrCat("repository:", repo_path, ":push,pull");
 }
 
-Authenticator::Authenticator(Transport* transport, CredentialStore* credentials, Clock* clock,
-                             const EgressPolicy* egress)
+Authenticator::Authenticator(Transport* transport, Clock* clock, const EgressPolicy* egress)
     : transport_(transport),
-      credentials_(credentials),
       clock_(clock),
       egress_(egress),
       tokens_(clock) {}
@@ -223,15 +221,22 @@ absl::StatusOr<std::vector<Challenge>> Authenticator::Challenges(const Endpoint&
   return got;
 }
 
+std::string Authenticator::TokenKey(const std::string& registry, const std::string& identity,
+                                    const std::vector<std::string>& scopes) {
+  return absl::StrCat(registry, " ", identity, " ", absl::StrJoin(scopes, " "));
+}
+
 absl::StatusOr<std::string> Authenticator::Authorize(const Endpoint& ep,
                                                      const std::vector<std::string>& scopes,
+                                                     const CredentialChain& who,
                                                      const CancelFlag& cancelled) {
   ASSIGN_OR_RETURN(std::vector<Challenge> challenges, Challenges(ep, cancelled));
   if (challenges.empty()) return std::string();
-  ASSIGN_OR_RETURN(Credentials creds, credentials_->Get(ep.registry));
+  ASSIGN_OR_RETURN(ResolvedCredentials resolved, who.Resolve(ep.registry));
+  const Credentials& creds = resolved.creds;
   if (const Challenge* bearer = Pick(challenges, "bearer")) {
     if (!creds.registry_token.empty()) return absl::StrCat("Bearer ", creds.registry_token);
-    std::string key = absl::StrCat(ep.registry, " ", absl::StrJoin(scopes, " "));
+    std::string key = TokenKey(ep.registry, resolved.identity, scopes);
     const Challenge challenge = *bearer;  // a copy: the cached one may be replaced
     absl::StatusOr<std::string> token = tokens_.Get(
         key, [&] { return FetchToken(ep, challenge, scopes, creds, cancelled); }, cancelled.get());
@@ -254,12 +259,16 @@ absl::StatusOr<std::string> Authenticator::Authorize(const Endpoint& ep,
 std::vector<std::string> Authenticator::OnUnauthorized(const Endpoint& ep,
                                                        const std::vector<std::string>& scopes,
                                                        const std::string& authorization,
-                                                       const HttpResponse& resp) {
+                                                       const HttpResponse& resp,
+                                                       const CredentialChain& who) {
   if (absl::StartsWith(authorization, "Bearer ")) {
-    tokens_.Invalidate(absl::StrCat(ep.registry, " ", absl::StrJoin(scopes, " ")),
-                       authorization.substr(7));
+    absl::StatusOr<ResolvedCredentials> resolved = who.Resolve(ep.registry);
+    if (resolved.ok()) {
+      tokens_.Invalidate(TokenKey(ep.registry, resolved->identity, scopes),
+                         authorization.substr(7));
+    }
   }
-  credentials_->Invalidate(ep.registry);
+  who.Invalidate(ep.registry);
   std::vector<Challenge> fresh;
   for (const std::string& h : resp.Headers("www-authenticate")) {
     for (Challenge& c : ParseWwwAuthenticate(h)) fresh.push_back(std::move(c));

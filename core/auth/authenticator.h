@@ -2,11 +2,12 @@
 //
 // Per registry it pings GET /v2/ once to learn the challenge (none, Basic or
 // Bearer) and caches it. Bearer tokens come from the TokenCache, keyed by
-// (registry, scopes), so concurrent and repeated calls share one token.
-// Credentials come from the CredentialStore (cached there).
+// (registry, credential identity, scopes): calls with the same credentials
+// share one token, and a token fetched with one caller's credentials never
+// serves a caller with other (or no) credentials. Each call's credentials
+// come from its CredentialChain.
 //
-// Owns its TokenCache; borrows the Transport, CredentialStore and Clock, which
-// must outlive it. Thread-safe. Never logs or returns credentials or tokens in
+// Owns its TokenCache; borrows the Transport and Clock, which must outlive it. Thread-safe. Never logs or returns credentials or tokens in
 // a Status message.
 #ifndef REGD_CORE_AUTH_AUTHENTICATOR_H_
 #define REGD_CORE_AUTH_AUTHENTICATOR_H_
@@ -39,13 +40,13 @@ std::string PushScope(const std::string& repo_path);
 class Authenticator {
  public:
   // `egress` (may be null: no policy) vets token realms; it must outlive this.
-  Authenticator(Transport* transport, CredentialStore* credentials, Clock* clock,
-                const EgressPolicy* egress = nullptr);
+  Authenticator(Transport* transport, Clock* clock, const EgressPolicy* egress = nullptr);
 
   // The Authorization header value for a request to `ep` that needs `scopes`
   // (push scope first), or "" when the registry needs none.
   [[nodiscard]] absl::StatusOr<std::string> Authorize(const Endpoint& ep,
                                                       const std::vector<std::string>& scopes,
+                                                      const CredentialChain& who,
                                                       const CancelFlag& cancelled = nullptr);
 
   // After a request sent with `authorization` got 401: forgets that token and,
@@ -56,7 +57,7 @@ class Authenticator {
   std::vector<std::string> OnUnauthorized(const Endpoint& ep,
                                           const std::vector<std::string>& scopes,
                                           const std::string& authorization,
-                                          const HttpResponse& resp);
+                                          const HttpResponse& resp, const CredentialChain& who);
 
   const TokenCache& tokens() const { return tokens_; }
 
@@ -86,8 +87,11 @@ class Authenticator {
                                                        const Credentials& creds,
                                                        const CancelFlag& cancelled);
 
+  // The token cache key of (registry, credentials, scopes).
+  static std::string TokenKey(const std::string& registry, const std::string& identity,
+                              const std::vector<std::string>& scopes);
+
   Transport* const transport_;
-  CredentialStore* const credentials_;
   Clock* const clock_;
   const EgressPolicy* const egress_;
   TokenCache tokens_;

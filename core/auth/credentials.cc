@@ -17,7 +17,10 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "absl/strings/ascii.h"
+#include "core/digest.h"
 #include "core/files.h"
+#include "core/text.h"
 #include "core/json.h"
 #include "core/status_macros.h"
 #include "rapidjson/document.h"
@@ -244,6 +247,86 @@ absl::StatusOr<std::string> RunCredentialHelper(const std::string& helper,
   return out;
 }
 
+std::string CredentialIdentity(const Credentials& c) {
+  if (c.empty()) return "anonymous";
+  Digester d = *Digester::Create("sha256");
+  for (const std::string* f : {&c.username, &c.password, &c.identity_token, &c.registry_token}) {
+    // Length-prefixed, so that no two field splits hash alike.
+    std::string len = absl::StrCat(f->size(), ":");
+    d.Update(len);
+    d.Update(*f);
+  }
+  std::string hex = d.Finish();  // "sha256:<64 hex>"
+  return absl::StrCat("c:", hex.substr(7, 32));
+}
+
+absl::StatusOr<CallCredentials> ParseAuthConfig(absl::string_view json) {
+  rapidjson::Document doc;
+  if (!ParseUntrustedJson(json, "x-registry-auth", &doc).ok() || !doc.IsObject()) {
+    return absl::InvalidArgumentError("x-registry-auth is not a JSON object");
+  }
+  CallCredentials out;
+  for (auto it = doc.MemberBegin(); it != doc.MemberEnd(); ++it) {
+    absl::string_view key(it->name.GetString(), it->name.GetStringLength());
+    static constexpr absl::string_view kKnown[] = {
+        "username", "password", "auth", "identitytoken", "registrytoken", "serveraddress", "email"};
+    bool known = false;
+    for (absl::string_view k : kKnown) known = known || k == key;
+    if (!known) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("x-registry-auth has an unknown key \"", ForMessage(key, 40), "\""));
+    }
+    if (!it->value.IsString()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("x-registry-auth: \"", key, "\" must be a string"));
+    }
+  }
+  absl::StatusOr<Credentials> creds = FromAuthEntry(doc);
+  if (!creds.ok()) return absl::InvalidArgumentError("x-registry-auth: \"auth\" is not base64 user:password");
+  out.creds = *std::move(creds);
+  if (out.creds.empty()) {
+    return absl::InvalidArgumentError(
+        "x-registry-auth has none of username/password, auth, identitytoken, registrytoken");
+  }
+  for (auto it = doc.MemberBegin(); it != doc.MemberEnd(); ++it) {
+    if (absl::string_view(it->name.GetString()) != "serveraddress") continue;
+    std::string server(it->value.GetString(), it->value.GetStringLength());
+    if (server.empty()) continue;
+    absl::string_view host = server;
+    absl::ConsumePrefix(&host, "https://");
+    absl::ConsumePrefix(&host, "http://");
+    host = host.substr(0, host.find('/'));
+    std::string name = absl::AsciiStrToLower(host);
+    if (name == "index.docker.io" || name == "registry-1.docker.io") name = "docker.io";
+    if (name.empty() || name.find_first_of(" \t\r\n@") != std::string::npos) {
+      return absl::InvalidArgumentError("x-registry-auth: serveraddress is not a registry");
+    }
+    out.registry = name;
+  }
+  return out;
+}
+
+absl::StatusOr<ResolvedCredentials> CredentialChain::Resolve(const std::string& registry) const {
+  ResolvedCredentials r;
+  if (own != nullptr && (own->registry.empty() || own->registry == registry)) {
+    r.creds = own->creds;
+  } else {
+    if (tenant != nullptr) {
+      ASSIGN_OR_RETURN(r.creds, tenant->Get(registry));
+    }
+    if (r.creds.empty() && daemon != nullptr) {
+      ASSIGN_OR_RETURN(r.creds, daemon->Get(registry));
+    }
+  }
+  r.identity = CredentialIdentity(r.creds);
+  return r;
+}
+
+void CredentialChain::Invalidate(const std::string& registry) const {
+  if (tenant != nullptr) tenant->Invalidate(registry);
+  if (daemon != nullptr) daemon->Invalidate(registry);
+}
+
 CredentialStore::CredentialStore(Options options, Clock* clock)
     : options_(std::move(options)), clock_(clock) {}
 
@@ -289,6 +372,13 @@ absl::StatusOr<Credentials> CredentialStore::Resolve(const std::string& registry
   if (file != options_.credentials_files.end()) {
     ASSIGN_OR_RETURN(std::string json, ReadSmallFile(file->second, 1 << 20));
     return ParseCredentialsFile(json);
+  }
+  if (!options_.docker_config_file.empty()) {
+    ASSIGN_OR_RETURN(std::string json, ReadSmallFile(options_.docker_config_file, 4 << 20));
+    absl::StatusOr<Credentials> c =
+        CredentialsFromDockerConfig(json, registry, options_.helper_runner);
+    if (absl::IsNotFound(c.status())) return Credentials{};
+    return c;
   }
   std::string dir = options_.docker_config_dir;
   if (dir.empty()) {

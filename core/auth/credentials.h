@@ -38,6 +38,23 @@ struct Credentials {
   }
 };
 
+// A name for a set of credentials, for cache keys: equal credentials give the
+// same name, different ones (in practice) different names. "anonymous" for
+// none; otherwise "c:" and 128 bits of a SHA-256 of every field. It reveals
+// nothing usable about the secret, but is still kept out of logs.
+std::string CredentialIdentity(const Credentials& c);
+
+// Credentials a caller sends with one call (Docker's AuthConfig, as in the
+// X-Registry-Auth header): {"username","password"} | {"auth"} |
+// {"identitytoken"} | {"registrytoken"}, optionally "serveraddress" (then
+// `registry` holds it normalised to host[:port], and the credentials apply to
+// that registry only). INVALID_ARGUMENT without naming any value.
+struct CallCredentials {
+  Credentials creds;
+  std::string registry;  // "" : every registry of the call
+};
+[[nodiscard]] absl::StatusOr<CallCredentials> ParseAuthConfig(absl::string_view json);
+
 // Reads docker-config-style JSON (`auths`, `credHelpers`, `credsStore`) and
 // returns the credentials for `registry` ("host[:port]"; "docker.io" also
 // matches the legacy "https://index.docker.io/v1/" key). NOT_FOUND when the file
@@ -60,6 +77,8 @@ class CredentialStore {
   struct Options {
     // Docker config directory; empty: $DOCKER_CONFIG, else $HOME/.docker.
     std::string docker_config_dir;
+    // A docker config.json to read instead of the directory's (a tenant's).
+    std::string docker_config_file;
     // Per-registry credentials files from the --config file.
     std::map<std::string, std::string> credentials_files;
     // How long a resolution (including "no credentials") is reused.
@@ -87,6 +106,26 @@ class CredentialStore {
   };
   absl::Mutex mu_;
   std::map<std::string, Entry> cache_ ABSL_GUARDED_BY(mu_);
+};
+
+// Credentials resolved for one registry, with their cache key name.
+struct ResolvedCredentials {
+  Credentials creds;
+  std::string identity;  // CredentialIdentity(creds)
+};
+
+// Where one call's registry credentials come from, first match wins: the
+// call's own (x-registry-auth), its tenant's docker config, the daemon's.
+// When the call brought its own for a registry, nothing else is used for it,
+// even when they are refused. Borrows everything; a value, one per call.
+struct CredentialChain {
+  const CallCredentials* own = nullptr;
+  CredentialStore* tenant = nullptr;
+  CredentialStore* daemon = nullptr;
+
+  [[nodiscard]] absl::StatusOr<ResolvedCredentials> Resolve(const std::string& registry) const;
+  // After a 401: the stores re-read before their next use.
+  void Invalidate(const std::string& registry) const;
 };
 
 }  // namespace regd

@@ -85,7 +85,7 @@ absl::Status StatusFromHttp(const HttpResponse& resp, absl::string_view what,
   }
 }
 
-absl::StatusOr<HttpResponse> RegistryClient::Send(const Endpoint& ep,
+absl::StatusOr<HttpResponse> RegistryClient::Send(const CredentialChain& who, const Endpoint& ep,
                                                   const std::vector<std::string>& scopes,
                                                   HttpRequest req) {
   if (absl::StartsWith(req.url, "/")) req.url = absl::StrCat(ep.base_url, req.url);
@@ -102,7 +102,7 @@ absl::StatusOr<HttpResponse> RegistryClient::Send(const Endpoint& ep,
     req.headers.resize(base_headers);
     std::string authorization;
     if (same_origin) {
-      ASSIGN_OR_RETURN(authorization, auth_->Authorize(ep, wanted, req.cancelled));
+      ASSIGN_OR_RETURN(authorization, auth_->Authorize(ep, wanted, who, req.cancelled));
       if (!authorization.empty()) req.headers.emplace_back("Authorization", authorization);
     }
     if (req.body_source != nullptr && attempt > 0) RETURN_IF_ERROR(req.body_source->Rewind());
@@ -111,7 +111,7 @@ absl::StatusOr<HttpResponse> RegistryClient::Send(const Endpoint& ep,
     // A 401 from a host we were redirected to (a storage host) says nothing
     // about the registry's auth: its challenge must never replace ours.
     if (!resp.url.empty() && UrlOrigin(resp.url) != UrlOrigin(ep.base_url)) return resp;
-    wanted = auth_->OnUnauthorized(ep, wanted, authorization, resp);
+    wanted = auth_->OnUnauthorized(ep, wanted, authorization, resp, who);
   }
 }
 

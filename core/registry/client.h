@@ -51,7 +51,8 @@ class RegistryClient {
   // Returns any HTTP status; transport errors are UNAVAILABLE. The egress
   // policy is checked first: PERMISSION_DENIED for a registry or a Location
   // it does not allow, before anything is sent.
-  [[nodiscard]] absl::StatusOr<HttpResponse> Send(const Endpoint& ep,
+  // `who` names the credentials (the calling caller's, never another's).
+  [[nodiscard]] absl::StatusOr<HttpResponse> Send(const CredentialChain& who, const Endpoint& ep,
                                                   const std::vector<std::string>& scopes,
                                                   HttpRequest req);
 

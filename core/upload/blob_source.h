@@ -21,7 +21,16 @@
 
 namespace regd {
 
-class OpenedBlob {
+// The bytes of a blob being uploaded, as request bodies: a file or inline
+// data (OpenedBlob), or bytes a caller streams in (BlobStream).
+class BlobBytes {
+ public:
+  virtual ~BlobBytes() = default;
+  // A body of bytes [start, start+len). Each range is used by one thread.
+  virtual std::unique_ptr<BodySource> Range(int64_t start, int64_t len) const = 0;
+};
+
+class OpenedBlob : public BlobBytes {
  public:
   // Takes a regular file opened by OpenBeneathRoots/OpenBeneath; `shown`
   // names it in messages.
@@ -31,7 +40,7 @@ class OpenedBlob {
   static std::unique_ptr<OpenedBlob> FromData(std::string data);
   // Wraps inline bytes without copying them; they must outlive the blob.
   static std::unique_ptr<OpenedBlob> FromView(absl::string_view data);
-  ~OpenedBlob();
+  ~OpenedBlob() override;
   OpenedBlob(const OpenedBlob&) = delete;
   OpenedBlob& operator=(const OpenedBlob&) = delete;
 
@@ -42,7 +51,7 @@ class OpenedBlob {
   // tell a further change apart (see DigestCache).
   bool recently_modified() const { return recently_modified_; }
   // A body of bytes [start, start+len).
-  std::unique_ptr<BodySource> Range(int64_t start, int64_t len) const;
+  std::unique_ptr<BodySource> Range(int64_t start, int64_t len) const override;
   // Reads [offset, offset+len) into buf; returns bytes read.
   [[nodiscard]] absl::StatusOr<size_t> ReadAt(int64_t offset, char* buf, size_t len) const;
   // One streaming pass: the digest ("sha256:...") of the whole blob.

@@ -59,7 +59,7 @@ absl::StatusOr<HttpResponse> BlobUploader::Send(HttpRequest req,
   if (changes_session || req.method == "POST") req.cancel_grace = job_.cancel_grace;
   retry_after_.reset();
   absl::StatusOr<HttpResponse> resp =
-      client_->Send(job_.endpoint, scopes != nullptr ? *scopes : scopes_, std::move(req));
+      client_->Send(job_.who, job_.endpoint, scopes != nullptr ? *scopes : scopes_, std::move(req));
   if (changes_session) interrupted_ = !resp.ok();
   if (resp.ok()) {
     if (auto ra = resp->Header("retry-after"))
@@ -326,7 +326,7 @@ void BlobUploader::Abandon() {
     status.url = location_;
     status.stall_timeout = kCleanupStall;
     status.total_timeout = kCleanupLimit;
-    absl::StatusOr<HttpResponse> resp = client_->Send(job_.endpoint, scopes_, status);
+    absl::StatusOr<HttpResponse> resp = client_->Send(job_.who, job_.endpoint, scopes_, status);
     if (resp.ok() && resp->status >= 200 && resp->status < 300) TakeLocation(*resp, status.url);
   }
   HttpRequest req;
@@ -334,7 +334,7 @@ void BlobUploader::Abandon() {
   req.url = location_;
   req.stall_timeout = kCleanupStall;
   req.total_timeout = kCleanupLimit;
-  absl::StatusOr<HttpResponse> resp = client_->Send(job_.endpoint, scopes_, std::move(req));
+  absl::StatusOr<HttpResponse> resp = client_->Send(job_.who, job_.endpoint, scopes_, std::move(req));
   if (!resp.ok() ||
       (resp->status != 204 && resp->status != 202 && resp->status != 200 && resp->status != 404)) {
     LogWarning(
@@ -383,6 +383,13 @@ absl::StatusOr<LayerOutcomeKind> BlobUploader::Run() {
         must_recover_ = false;
         done = landed_;  // the failed commit had landed after all
       }
+    } else if (job_.blob == nullptr) {
+      // Named by digest only: it had to be there already (or mountable).
+      return Fail(absl::FailedPreconditionError(absl::StrCat(
+          "blob ", job_.digest, " is not in ", job_.repo.String(),
+          job_.mount_from.empty() ? "" : absl::StrCat(" and could not be mounted from ",
+                                                      job_.mount_from),
+          "; upload it first (UploadBlob) or give its bytes")));
     } else if (location_.empty()) {
       st = OpenSession();
     } else if (offset_ == 0 && job_.size <= std::min(job_.monolithic_threshold, chunk_)) {

@@ -56,7 +56,10 @@ struct UploadJob {
   Repository repo;
   std::string digest;
   int64_t size = 0;
-  const OpenedBlob* blob = nullptr;
+  // Null: the blob must already be in the registry (or mountable); an upload
+  // that would need bytes fails with FAILED_PRECONDITION instead.
+  const BlobBytes* blob = nullptr;
+  CredentialChain who;  // the calling caller's credentials
   std::string mount_from;  // repository path on the same registry, or ""
   int64_t chunk_size = 16 << 20;
   int64_t monolithic_threshold = 16 << 20;

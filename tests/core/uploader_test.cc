@@ -227,7 +227,7 @@ class UploaderTest : public ::testing::Test {
     CredentialStore::Options co;
     co.docker_config_dir = "/nonexistent";
     creds_ = std::make_unique<CredentialStore>(co, SystemClock());
-    auth_ = std::make_unique<Authenticator>(&reg_, creds_.get(), SystemClock());
+    auth_ = std::make_unique<Authenticator>(&reg_, SystemClock());
     client_ = std::make_unique<RegistryClient>(&reg_, auth_.get());
     UploadJob job;
     job.endpoint = Endpoint{"fake:5000", "http://fake:5000", ""};
@@ -235,6 +235,7 @@ class UploaderTest : public ::testing::Test {
     job.digest = digest_;
     job.size = static_cast<int64_t>(data_.size());
     job.blob = blob_.get();
+    job.who.daemon = creds_.get();
     job.chunk_size = chunk;
     job.monolithic_threshold = chunk;
     job.retry = RetryPolicy{max_attempts, absl::Milliseconds(1), 2, 0.1, absl::Milliseconds(5)};

@@ -1,0 +1,199 @@
+#include "core/upload/blob_stream.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+
+namespace regd {
+
+// A body of bytes [start, start+len) of a BlobStream.
+class StreamRange : public BodySource {
+ public:
+  StreamRange(const BlobStream* stream, int64_t start, int64_t len)
+      : stream_(stream), start_(start), len_(len) {}
+  int64_t size() const override { return len_; }
+  absl::StatusOr<size_t> Read(char* buf, size_t len) override {
+    int64_t left = len_ - pos_;
+    if (left <= 0) return 0;
+    size_t want = static_cast<size_t>(std::min<int64_t>(left, static_cast<int64_t>(len)));
+    ASSIGN_OR_RETURN(size_t got, stream_->ReadAt(start_ + pos_, buf, want));
+    pos_ += static_cast<int64_t>(got);
+    return got;
+  }
+  // Going back is asking the caller again (ReadAt sees the stream elsewhere).
+  absl::Status Rewind() override {
+    pos_ = 0;
+    return absl::OkStatus();
+  }
+
+ private:
+  const BlobStream* const stream_;
+  const int64_t start_;
+  const int64_t len_;
+  int64_t pos_ = 0;
+};
+
+absl::StatusOr<std::unique_ptr<BlobStream>> BlobStream::Create(
+    Options options, std::function<void(int64_t)> ask_from, std::function<void()> on_room,
+    CancelFlag cancelled) {
+  if (options.size < 0) return absl::InvalidArgumentError("size must not be negative");
+  ASSIGN_OR_RETURN(Digester hasher, Digester::ForDigest(options.digest));
+  if (options.size == 0) {
+    Digester empty = std::move(hasher);
+    std::string got = empty.Finish();
+    if (got != options.digest) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("an empty blob hashes to ", got, ", not to ", options.digest));
+    }
+    ASSIGN_OR_RETURN(hasher, Digester::ForDigest(options.digest));
+  }
+  if (!cancelled) cancelled = NewCancelFlag();
+  return std::unique_ptr<BlobStream>(new BlobStream(std::move(options), std::move(ask_from),
+                                                    std::move(on_room), std::move(cancelled),
+                                                    std::move(hasher)));
+}
+
+BlobStream::BlobStream(Options options, std::function<void(int64_t)> ask_from,
+                       std::function<void()> on_room, CancelFlag cancelled, Digester hasher)
+    : options_(std::move(options)),
+      ask_from_(std::move(ask_from)),
+      on_room_(std::move(on_room)),
+      cancelled_(std::move(cancelled)),
+      hasher_(std::move(hasher)) {}
+
+BlobStream::~BlobStream() = default;
+
+std::unique_ptr<BodySource> BlobStream::Range(int64_t start, int64_t len) const {
+  return std::make_unique<StreamRange>(this, start, len);
+}
+
+int64_t BlobStream::bytes_taken() const {
+  absl::MutexLock lock(&mu_);
+  return taken_;
+}
+
+int BlobStream::asks() const {
+  absl::MutexLock lock(&mu_);
+  return asks_;
+}
+
+bool BlobStream::Offer(int64_t offset, std::string data) {
+  absl::MutexLock lock(&mu_);
+  if (!error_.ok() || data.empty()) return true;
+  const int64_t n = static_cast<int64_t>(data.size());
+  if (offset < 0 || offset > options_.size - n) {
+    error_ = absl::InvalidArgumentError(
+        absl::StrCat("a chunk of ", n, " bytes at offset ", offset, " goes past the blob's ",
+                     options_.size, " bytes"));
+    return true;
+  }
+  // Not where the stream is: sent before the caller saw the newest send_from.
+  if (expect_ < 0 || offset != expect_) return true;
+  queue_.push_back(Chunk{std::move(data), 0});
+  buffered_ += static_cast<size_t>(n);
+  expect_ += n;
+  if (buffered_ >= options_.max_buffered) {
+    paused_ = true;
+    return false;
+  }
+  return true;
+}
+
+void BlobStream::CallerDone() {
+  absl::MutexLock lock(&mu_);
+  caller_done_ = true;
+}
+
+void BlobStream::CallerError(absl::Status st) {
+  absl::MutexLock lock(&mu_);
+  if (error_.ok()) error_ = std::move(st);
+}
+
+absl::StatusOr<size_t> BlobStream::ReadAt(int64_t at, char* buf, size_t len) const {
+  absl::Time idle_since = absl::Now();
+  mu_.Lock();
+  while (true) {
+    if (!error_.ok()) {
+      absl::Status st = error_;
+      mu_.Unlock();
+      return st;
+    }
+    if (cancelled_->load()) {
+      mu_.Unlock();
+      return absl::CancelledError("upload cancelled");
+    }
+    if (at_ != at) {
+      // The uploader wants bytes from elsewhere: drop what waits and ask.
+      queue_.clear();
+      buffered_ = 0;
+      at_ = at;
+      expect_ = at;
+      ++asks_;
+      const bool resume = paused_;
+      paused_ = false;
+      mu_.Unlock();
+      if (ask_from_) ask_from_(at);
+      if (resume && on_room_) on_room_();
+      idle_since = absl::Now();
+      mu_.Lock();
+      continue;
+    }
+    if (!queue_.empty()) break;
+    if (caller_done_) {
+      mu_.Unlock();
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the caller closed its side of the stream at offset ", at, " of ", options_.size,
+          " bytes; send every byte and keep the stream open until the result"));
+    }
+    if (absl::Now() - idle_since > options_.idle_timeout) {
+      mu_.Unlock();
+      return absl::DeadlineExceededError(
+          absl::StrCat("the caller sent no bytes for ", absl::FormatDuration(options_.idle_timeout),
+                       " (at offset ", at, ")"));
+    }
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !queue_.empty() || caller_done_ || !error_.ok();
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(100));
+  }
+  Chunk& front = queue_.front();
+  const size_t n = std::min(len, front.data.size() - front.used);
+  const char* src = front.data.data() + front.used;
+  // Hash bytes the first time they go out; bytes sent again were hashed
+  // already (the registry checks the whole blob against the digest anyway).
+  const int64_t end = at + static_cast<int64_t>(n);
+  // A registry that claims bytes it was never sent would leave a gap: then
+  // only the registry's own check of the digest stands.
+  if (at > hashed_) hash_gap_ = true;
+  if (end > hashed_ && !hash_gap_) {
+    const int64_t skip = hashed_ - at;
+    hasher_.Update(src + skip, n - static_cast<size_t>(skip));
+    hashed_ = end;
+    if (hashed_ == options_.size) {
+      std::string got = hasher_.Finish();
+      if (got != options_.digest) {
+        // Held back: the registry never sees the whole (wrong) blob.
+        error_ = absl::InvalidArgumentError(absl::StrCat(
+            "the streamed bytes hash to ", got, ", not to the given digest ", options_.digest));
+        absl::Status st = error_;
+        mu_.Unlock();
+        return st;
+      }
+    }
+  }
+  std::memcpy(buf, src, n);
+  front.used += n;
+  if (front.used == front.data.size()) queue_.pop_front();
+  buffered_ -= n;
+  at_ += static_cast<int64_t>(n);
+  taken_ += static_cast<int64_t>(n);
+  const bool resume = paused_ && buffered_ < options_.max_buffered / 2;
+  if (resume) paused_ = false;
+  mu_.Unlock();
+  if (resume && on_room_) on_room_();
+  return n;
+}
+
+}  // namespace regd

@@ -1,0 +1,119 @@
+// BlobStream: the bytes of one blob that a caller streams in (UploadBlob),
+// handed to the uploader as request bodies with back-pressure.
+//
+// Two sides:
+//  - the caller's side (the server's reactor, on gRPC threads; never blocks)
+//    offers chunks {offset, data} as they arrive, and says when the caller
+//    half-closes or goes away;
+//  - the uploader's side (an engine thread) reads ranges through Range().
+//
+// The stream is at one offset at a time: the next byte it expects. When the
+// uploader wants bytes from another offset (the start, or where the registry
+// says it stands after a fault), the queued bytes are dropped and the caller
+// is asked, through `ask_from`, to send from there; until chunks at that
+// offset come, chunks at any other offset are ones the caller sent before it
+// saw the request, and are dropped.
+//
+// Memory: chunks are moved in, not copied, and at most `max_buffered` bytes
+// wait (plus the one chunk that crossed the line): Offer() returns false then,
+// and the caller's side stops reading until `on_room` is called.
+//
+// The stream hashes the bytes as they first go out, in order, and holds back
+// the blob's last bytes when the hash is not the digest the caller named: a
+// mismatch is INVALID_ARGUMENT and the registry never gets the whole blob.
+// A chunk past the declared size is INVALID_ARGUMENT at once.
+//
+// Thread-safe. The uploader's reads stop (CANCELLED) when `cancelled` is set,
+// and fail with DEADLINE_EXCEEDED when the caller sends nothing for
+// `idle_timeout` while bytes are wanted.
+#ifndef REGD_CORE_UPLOAD_BLOB_STREAM_H_
+#define REGD_CORE_UPLOAD_BLOB_STREAM_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "core/digest.h"
+#include "core/http/http.h"
+#include "core/upload/blob_source.h"
+
+namespace regd {
+
+class BlobStream : public BlobBytes {
+ public:
+  struct Options {
+    int64_t size = 0;
+    std::string digest;  // "sha256:..." (validated by the caller of Create)
+    size_t max_buffered = 4 << 20;
+    absl::Duration idle_timeout = absl::Seconds(60);
+  };
+  // `ask_from(offset)` asks the caller to send from `offset` (it must not
+  // block; called on the uploader's thread). `on_room` is called (likewise)
+  // when Offer() returned false and there is room again.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<BlobStream>> Create(
+      Options options, std::function<void(int64_t)> ask_from, std::function<void()> on_room,
+      CancelFlag cancelled);
+  ~BlobStream() override;
+
+  // ---- the caller's side ----
+  // Takes one chunk. False: stop reading until `on_room` (the buffer is full).
+  bool Offer(int64_t offset, std::string data);
+  // The caller half-closed: no more chunks will come.
+  void CallerDone();
+  // The caller broke the protocol: the upload fails with `st`.
+  void CallerError(absl::Status st);
+
+  // ---- the uploader's side ----
+  std::unique_ptr<BodySource> Range(int64_t start, int64_t len) const override;
+
+  int64_t size() const { return options_.size; }
+  // Bytes the caller sent that went out (for tests): every pass counted.
+  int64_t bytes_taken() const;
+  // Times the caller was asked to send from an offset.
+  int asks() const;
+
+ private:
+  friend class StreamRange;
+  BlobStream(Options options, std::function<void(int64_t)> ask_from, std::function<void()> on_room,
+             CancelFlag cancelled, Digester hasher);
+
+  // Copies up to `len` bytes at blob offset `at` into `buf`, asking the
+  // caller to resend when the stream is elsewhere; blocks for data.
+  [[nodiscard]] absl::StatusOr<size_t> ReadAt(int64_t at, char* buf, size_t len) const;
+
+  struct Chunk {
+    std::string data;
+    size_t used = 0;  // bytes of `data` already read
+  };
+
+  const Options options_;
+  const std::function<void(int64_t)> ask_from_;
+  const std::function<void()> on_room_;
+  const CancelFlag cancelled_;
+
+  mutable absl::Mutex mu_;
+  // The offset of the first queued byte; -1 before the first ask.
+  mutable int64_t at_ ABSL_GUARDED_BY(mu_) = -1;
+  // The offset the next accepted chunk must start at.
+  mutable int64_t expect_ ABSL_GUARDED_BY(mu_) = -1;
+  mutable std::deque<Chunk> queue_ ABSL_GUARDED_BY(mu_);
+  mutable size_t buffered_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable bool paused_ ABSL_GUARDED_BY(mu_) = false;  // Offer said stop
+  bool caller_done_ ABSL_GUARDED_BY(mu_) = false;
+  mutable absl::Status error_ ABSL_GUARDED_BY(mu_);  // reported to the reader
+  mutable Digester hasher_ ABSL_GUARDED_BY(mu_);
+  mutable int64_t hashed_ ABSL_GUARDED_BY(mu_) = 0;  // bytes [0, hashed_) went into hasher_
+  mutable bool hash_gap_ ABSL_GUARDED_BY(mu_) = false;
+  mutable int64_t taken_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable int asks_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace regd
+
+#endif  // REGD_CORE_UPLOAD_BLOB_STREAM_H_
