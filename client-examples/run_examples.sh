@@ -411,7 +411,6 @@ upload_blob_checks() {
 }
 
 # gateway_checks GW_ADDR CA CERT KEY TOKEN [SERVER_NAME [REG_USER REG_PASS [REPO]]]
-#   NOT CALLED YET (wired once regd serves UploadBlob behind TLS + --policy).
 #   GW_ADDR is a regd (or gateway) serving TLS that requires client
 #   certificates, with a tenant that CERT/KEY (or TOKEN) names allowed to push
 #   to REPO (default: REF's repository). CA verifies the server; SERVER_NAME
@@ -422,7 +421,13 @@ upload_blob_checks() {
 #   Each example uploads a fresh ~5 MiB file with mTLS, --token and
 #   --registry-user/--registry-password (must be UPLOADED with the right
 #   digest), python reads it back through the gateway, and each example must
-#   be refused without a client certificate (token alone).
+#   be refused without a client certificate (token alone): the TLS handshake
+#   fails, so the call is UNAVAILABLE (exit 14) and never reaches regd's
+#   policy (which would say PERMISSION_DENIED or UNAUTHENTICATED).
+#   --self-contained calls it against its own gateway (see start_gateway),
+#   with CERT the team-a tenant's, TOKEN the ci tenant's (a certificate that
+#   names a tenant wins over the token) and REG_USER/REG_PASS the only
+#   credentials its htpasswd registry takes.
 gateway_checks() {
   local gw=$1 ca=$2 cert=$3 key=$4 token=$5 server_name=${6:-}
   local reg_user=${7:-regd-examples} reg_pass=${8:-regd-examples-password}
@@ -449,9 +454,87 @@ gateway_checks() {
       check "python read-blob through the gateway returns the uploaded bytes" \
         cmp -s "$work/python.gw.back" "$file"
     fi
-    # No client certificate: the gateway must refuse (the token alone does not do).
+    # No client certificate: the handshake is refused (the token alone does not do).
     conn_args=("${tls[@]}" --token "$token")
-    run_fails gw-upload-no-cert "$l" upload "$repo" "$file"
+    run gw-upload-no-cert 14 "$l" upload "$repo" "$file" &&
+      check "$l upload without a client certificate is refused (UNAVAILABLE)" \
+        grep -q UNAVAILABLE "$work/$l.gw-upload-no-cert.err"
+  done
+}
+
+# authreg_head REPO DIGEST: the HTTP status of a HEAD for the blob on the
+# gateway's htpasswd registry (with its credentials).
+authreg_head() {
+  curl -sS -o /dev/null -w '%{http_code}' -u "$reg_user:$reg_pass" -I \
+    "http://$authreg/v2/${1#"$authreg"/}/blobs/$2" 2>/dev/null
+}
+
+# gateway_policy_checks: --self-contained only; the tenants, identities and
+# registry of start_gateway. Per example, uploads (UploadBlob) through the
+# gateway:
+#   - as ci (a client certificate that names no tenant, plus ci's token): a
+#     push to team-a's repository is PERMISSION_DENIED and leaves nothing on
+#     the registry; a push to its own is UPLOADED and lands on the registry;
+#   - the same certificate without a token, or with an unknown token:
+#     UNAUTHENTICATED (no tenant);
+#   - as team-a (its certificate): a push to ci's repository, or to one where
+#     its rule has only pull, is PERMISSION_DENIED;
+#   - as team-a in its own repository with a wrong registry password, or with
+#     no registry credentials: the registry refuses, UNAUTHENTICATED (the
+#     gateway has no credentials of its own to fall back on).
+gateway_policy_checks() {
+  local addr=$gw_addr
+  local -a conn_args tls=(--tls-ca "$gw_tls/ca.pem")
+  local -a creds=(--registry-user "$reg_user" --registry-password "$reg_pass")
+  local -a team_a=(--tls-cert "$gw_tls/team-a.pem" --tls-key "$gw_tls/team-a.key")
+  local -a stranger=(--tls-cert "$gw_tls/stranger.pem" --tls-key "$gw_tls/stranger.key")
+  local l file small digest ci_repo team_repo
+  for l in "${langs[@]}"; do
+    ci_repo=$authreg/ci/examples-$l team_repo=$authreg/team-a/policy-$l
+    file="$work/$l.gwp.blob" small="$work/$l.gwp-small.blob"
+    head -c $((1024 * 1024 + RANDOM)) /dev/urandom >"$file"
+    head -c $((16 * 1024 + RANDOM)) /dev/urandom >"$small"
+    digest="sha256:$(sha256sum "$file" | cut -d' ' -f1)"
+
+    conn_args=("${tls[@]}" "${stranger[@]}" --token "$gw_token" "${creds[@]}")
+    if run gw-ci-to-team-a 7 "$l" upload "$team_repo" "$file"; then
+      check "$l upload as ci to team-a's repository is PERMISSION_DENIED for tenant ci" \
+        grep -q 'PERMISSION_DENIED.*"ci"' "$work/$l.gw-ci-to-team-a.err"
+      check_eq "$l upload as ci to team-a's repository: nothing on the registry" \
+        "$(authreg_head "$team_repo" "$digest")" 404
+    fi
+    if run gw-ci-upload 0 "$l" upload "$ci_repo" "$file"; then
+      check_eq "$l upload as ci (unknown certificate CN + token) is UPLOADED" \
+        "$(jget "$work/$l.gw-ci-upload.out" outcome)" UPLOADED
+      check_eq "$l upload as ci: the registry holds the blob" \
+        "$(authreg_head "$ci_repo" "$digest")" 200
+    fi
+
+    conn_args=("${tls[@]}" "${stranger[@]}" "${creds[@]}")
+    run gw-unknown-cn 16 "$l" upload "$ci_repo" "$small" &&
+      check "$l upload with a certificate of no tenant and no token is UNAUTHENTICATED" \
+        grep -q 'UNAUTHENTICATED:.*no tenant' "$work/$l.gw-unknown-cn.err"
+    conn_args=("${tls[@]}" "${stranger[@]}" --token "not-$gw_token" "${creds[@]}")
+    run gw-unknown-token 16 "$l" upload "$ci_repo" "$small" &&
+      check "$l upload with a certificate of no tenant and an unknown token is UNAUTHENTICATED" \
+        grep -q 'UNAUTHENTICATED:.*no tenant' "$work/$l.gw-unknown-token.err"
+
+    conn_args=("${tls[@]}" "${team_a[@]}" "${creds[@]}")
+    run gw-team-a-to-ci 7 "$l" upload "$ci_repo" "$small" &&
+      check "$l upload as team-a to ci's repository is PERMISSION_DENIED for tenant team-a" \
+        grep -q 'PERMISSION_DENIED.*"team-a"' "$work/$l.gw-team-a-to-ci.err"
+    run gw-team-a-pull-only 7 "$l" upload "$authreg/shared/examples-$l" "$small" &&
+      check "$l upload as team-a where its rule has only pull is PERMISSION_DENIED" \
+        grep -q 'PERMISSION_DENIED.*"team-a"' "$work/$l.gw-team-a-pull-only.err"
+
+    conn_args=("${tls[@]}" "${team_a[@]}" --registry-user "$reg_user" --registry-password "wrong-$reg_pass")
+    run gw-wrong-registry-password 16 "$l" upload "$team_repo" "$small" &&
+      check "$l upload with a wrong registry password: the registry refuses (UNAUTHENTICATED)" \
+        grep -q 'UNAUTHENTICATED:.*registry answered 401' "$work/$l.gw-wrong-registry-password.err"
+    conn_args=("${tls[@]}" "${team_a[@]}")
+    run gw-no-registry-credentials 16 "$l" upload "$team_repo" "$small" &&
+      check "$l upload without registry credentials: the registry refuses (UNAUTHENTICATED)" \
+        grep -q 'UNAUTHENTICATED:.*registry answered 401' "$work/$l.gw-no-registry-credentials.err"
   done
 }
 
@@ -460,31 +543,43 @@ free_port() {
   "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-start_registry() {  # sets registry=127.0.0.1:PORT
-  local port attempt pid
+# start_registry VAR [HTPASSWD]: a docker-registry on a free loopback port with
+# temp storage (in $work/VAR), with basic auth from HTPASSWD if given; sets
+# VAR=127.0.0.1:PORT.
+start_registry() {
+  local var=$1 htpasswd=${2:-} port attempt pid dir=$work/$1 code auth=""
   command -v docker-registry >/dev/null || bail "docker-registry is not installed"
+  if [[ -n $htpasswd ]]; then
+    auth="auth:
+  htpasswd:
+    realm: regd-examples
+    path: $htpasswd"
+  fi
   for attempt in 1 2 3; do
     port=$(free_port)
-    mkdir -p "$work/registry"
-    cat >"$work/registry/config.yml" <<EOF
+    mkdir -p "$dir"
+    cat >"$dir/config.yml" <<EOF
 version: 0.1
 log:
   level: warn
 storage:
   filesystem:
-    rootdirectory: $work/registry/storage
+    rootdirectory: $dir/storage
   delete:
     enabled: true
 http:
   addr: 127.0.0.1:$port
+$auth
 EOF
-    docker-registry serve "$work/registry/config.yml" >"$work/registry.log" 2>&1 &
+    docker-registry serve "$dir/config.yml" >"$work/$var.log" 2>&1 &
     pid=$!
     pids+=("$pid")
     for _ in $(seq 100); do
-      if curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null; then
-        registry=127.0.0.1:$port
-        ok "docker-registry serving on $registry"
+      # With auth, /v2/ answers 401: the registry is up.
+      code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/" 2>/dev/null)
+      if [[ $code == 200 || ( -n $htpasswd && $code == 401 ) ]]; then
+        printf -v "$var" '%s' "127.0.0.1:$port"
+        ok "docker-registry${htpasswd:+ (htpasswd auth)} serving on 127.0.0.1:$port"
         return 0
       fi
       kill -0 "$pid" 2>/dev/null || break  # it died, e.g. the port was taken
@@ -492,43 +587,130 @@ EOF
     done
     kill "$pid" 2>/dev/null
   done
-  show "$work/registry.log"
+  show "$work/$var.log"
   bail "docker-registry did not start"
 }
 
-start_regd() {  # sets addr from regd's --ready_file
-  local bin=${REGD_BIN:-$repo_root/build/server/regd} listen pid
+# start_daemon NAME ARGS...: starts $REGD_BIN with ARGS and
+# --ready_file=$work/NAME.ready, its output in $work/NAME.log; sets
+# daemon_addr (from the ready file) and daemon_pid.
+start_daemon() {
+  local name=$1 bin=${REGD_BIN:-$repo_root/build/server/regd} pid
+  shift
   [[ -x $bin ]] || bail "no regd binary at $bin (build it, or set REGD_BIN)"
-  if [[ $unix == 1 ]]; then listen="unix:$work/regd.sock"; else listen=127.0.0.1:0; fi
-  "$bin" --listen="$listen" --insecure_registries="$registry" \
-    --allowed_paths="$work/files" --ready_file="$work/regd.ready" \
-    >"$work/regd.log" 2>&1 &
+  "$bin" "$@" --ready_file="$work/$name.ready" >"$work/$name.log" 2>&1 &
   pid=$!
   pids+=("$pid")
   for _ in $(seq 300); do
-    if [[ -s $work/regd.ready ]]; then
-      addr=$(tr -d '[:space:]' <"$work/regd.ready")
-      ok "regd serving on $addr"
+    if [[ -s $work/$name.ready ]]; then
+      daemon_addr=$(tr -d '[:space:]' <"$work/$name.ready")
+      daemon_pid=$pid
       return 0
     fi
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  show "$work/regd.log"
-  bail "regd did not become ready (no $work/regd.ready)"
+  show "$work/$name.log"
+  bail "$name did not become ready (no $work/$name.ready)"
+}
+
+start_regd() {  # sets addr and regd_pid
+  local listen
+  if [[ $unix == 1 ]]; then listen="unix:$work/regd.sock"; else listen=127.0.0.1:0; fi
+  start_daemon regd --listen="$listen" --insecure_registries="$registry" \
+    --allowed_paths="$work/files"
+  addr=$daemon_addr regd_pid=$daemon_pid
+  ok "regd serving on $addr"
+}
+
+# --- the TLS gateway (self-contained) ----------------------------------------
+# A second regd as a shared gateway: TLS with a server certificate for
+# 127.0.0.1 and localhost, client certificates required (mTLS), and a
+# --policy with two tenants, in front of its own registry that wants basic
+# auth (htpasswd). The gateway has no registry credentials of its own (an
+# empty DOCKER_CONFIG), so only a call's x-registry-auth gets past that
+# registry.
+#   team-a  client_cert_cn "team-a": pull+push on $authreg/team-a,
+#           pull only on $authreg/shared
+#   ci      token_sha256 of $gw_token: pull+push on $authreg/ci
+# Client certificates (one CA): team-a.pem (CN team-a) and stranger.pem
+# (CN stranger, no tenant).
+
+# openssl_leaf NAME CN SAN EKU: $gw_tls/NAME.{key,pem}, signed by the test CA.
+openssl_leaf() {
+  local d=$gw_tls name=$1
+  openssl req -newkey rsa:2048 -nodes -keyout "$d/$name.key" -out "$d/$name.csr" \
+    -subj "/CN=$2" 2>/dev/null &&
+    printf 'subjectAltName=%s\nextendedKeyUsage=%s\n' "$3" "$4" >"$d/$name.ext" &&
+    openssl x509 -req -in "$d/$name.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+      -CAcreateserial -days 2 -out "$d/$name.pem" -extfile "$d/$name.ext" 2>/dev/null
+}
+
+make_gateway_certs() {  # sets gw_tls
+  command -v openssl >/dev/null || bail "openssl is not installed"
+  gw_tls=$work/tls
+  mkdir -p "$gw_tls"
+  if openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout "$gw_tls/ca.key" \
+       -out "$gw_tls/ca.pem" -subj "/CN=regd-examples test CA" 2>/dev/null &&
+     openssl_leaf server regd-gateway.test "DNS:localhost,IP:127.0.0.1" serverAuth &&
+     openssl_leaf team-a team-a "DNS:team-a.clients.test" clientAuth &&
+     openssl_leaf stranger stranger "DNS:stranger.clients.test" clientAuth; then
+    ok "openssl made a CA, a server certificate (localhost, 127.0.0.1) and client certificates (CN team-a, CN stranger)"
+  else
+    bail "openssl failed to make the test certificates"
+  fi
+}
+
+start_gateway() {  # sets authreg, gw_addr, gw_pid, gw_token, reg_user, reg_pass
+  command -v htpasswd >/dev/null || bail "htpasswd is not installed (apache2-utils)"
+  make_gateway_certs
+  reg_user=regd-examples reg_pass=$(openssl rand -hex 16)
+  htpasswd -Bbc "$work/htpasswd" "$reg_user" "$reg_pass" >/dev/null 2>&1 \
+    || bail "htpasswd failed"
+  start_registry authreg "$work/htpasswd"
+  gw_token=$(openssl rand -hex 32)
+  cat >"$work/policy.json" <<EOF
+{
+  "tenants": [
+    {
+      "name": "team-a",
+      "client_cert_cn": "team-a",
+      "allow": [
+        {"prefix": "$authreg/team-a", "actions": ["pull", "push"]},
+        {"prefix": "$authreg/shared", "actions": ["pull"]}
+      ]
+    },
+    {
+      "name": "ci",
+      "token_sha256": "$(printf %s "$gw_token" | sha256sum | cut -d' ' -f1)",
+      "allow": [
+        {"prefix": "$authreg/ci", "actions": ["pull", "push"]}
+      ]
+    }
+  ]
+}
+EOF
+  mkdir -p "$work/gw-docker-config"
+  DOCKER_CONFIG=$work/gw-docker-config start_daemon gateway --listen=127.0.0.1:0 \
+    --tls_cert="$gw_tls/server.pem" --tls_key="$gw_tls/server.key" \
+    --tls_client_ca="$gw_tls/ca.pem" --policy="$work/policy.json" \
+    --insecure_registries="$authreg"
+  gw_addr=$daemon_addr gw_pid=$daemon_pid
+  ok "regd gateway (mTLS, --policy) serving on $gw_addr"
 }
 
 # --- main ---------------------------------------------------------------------
 echo "# languages: ${langs[*]}"
 prepare_clients
 if [[ $self_contained == 1 ]]; then
-  start_registry
+  start_registry registry
   ref=$("$here/seed_demo_image.sh" "$registry" demo/hello:latest 2>"$work/seed.log") \
     || { show "$work/seed.log"; bail "seeding the demo image failed"; }
   ok "seeded $ref"
   mkdir -p "$work/files"
   upload_dir=$work/files
   start_regd
+  start_gateway
 fi
 echo "# daemon $addr, image $ref"
 read_checks
@@ -536,14 +718,22 @@ if [[ -n $upload_dir ]]; then
   upload_checks
   upload_blob_checks
 fi
-if [[ $self_contained == 1 ]] && ! kill -0 "${pids[-1]}" 2>/dev/null; then
-  not_ok "regd still running after the examples"
+if [[ $self_contained == 1 ]]; then
+  echo "# gateway $gw_addr (mTLS, --policy), registry $authreg (htpasswd)"
+  # team-a's certificate and ci's token together: the certificate names the
+  # tenant, so REPO is team-a's; without the certificate the handshake fails.
+  gateway_checks "$gw_addr" "$gw_tls/ca.pem" "$gw_tls/team-a.pem" "$gw_tls/team-a.key" \
+    "$gw_token" localhost "$reg_user" "$reg_pass" "$authreg/team-a/examples"
+  gateway_policy_checks
+  kill -0 "$regd_pid" 2>/dev/null || not_ok "regd still running after the examples"
+  kill -0 "$gw_pid" 2>/dev/null || not_ok "the regd gateway still running after the examples"
 fi
 echo "1..$n"
 if [[ $failed -gt 0 ]]; then
   echo "# $failed of $n checks failed"
   if [[ $self_contained == 1 ]]; then
     echo "# regd log (tail):"; tail -n 30 "$work/regd.log" | sed 's/^/#   /'
+    echo "# gateway log (tail):"; tail -n 30 "$work/gateway.log" | sed 's/^/#   /'
   fi
   exit 1
 fi

@@ -50,7 +50,7 @@ class BlobStream : public BlobBytes {
   struct Options {
     int64_t size = 0;
     std::string digest;  // "sha256:..." (validated by the caller of Create)
-    size_t max_buffered = 4 << 20;
+    size_t max_buffered = 1 << 20;  // about two chunks of a typical caller
     absl::Duration idle_timeout = absl::Seconds(60);
   };
   // `ask_from(offset)` asks the caller to send from `offset` (it must not
