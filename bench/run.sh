@@ -1,6 +1,10 @@
 #!/bin/sh
 # Push benchmark: regd vs skopeo vs curl. See bench/bench.py for what is measured.
 #   bench/run.sh [--size-mib 1024] [--runs 3] [--warmup 1] [--out FILE] [--skip-shared]
+# UploadBlob benchmark (streamed uploads vs WriteLayer, memory with 16 streams),
+# with the Go client example; see bench/upload_blob.py:
+#   bench/run.sh --upload-blob [--size-mib 1024] [--runs 3] [--streams 16]
+#                [--stream-mib 256] [--memory-runs 3] [--out FILE] [--keep-files]
 # Env: REGD_BIN (default build/server/regd), BENCH_DIR (layout cache).
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
@@ -9,4 +13,8 @@ if [ ! -x /usr/bin/time ]; then
     exit 2
 fi
 # Debian's python3: the one with python3-grpcio and python3-protobuf.
+if [ "${1:-}" = --upload-blob ]; then
+    shift
+    exec /usr/bin/python3 "$here/upload_blob.py" "$@"
+fi
 exec /usr/bin/python3 "$here/bench.py" "$@"

@@ -26,7 +26,17 @@
 #            storage, seeded by seed_demo_image.sh, and $REGD_BIN (default
 #            build/server/regd in this repository) with --insecure_registries,
 #            --allowed_paths and --ready_file, then runs all of the above with
-#            an upload dir. Everything is torn down on exit.
+#            an upload dir. Then the same through a TLS gateway: a second
+#            regd with mTLS (--tls_cert/--tls_key/--tls_client_ca, certificates
+#            made with openssl) and a --policy of two tenants (team-a by client
+#            certificate CN, ci by bearer token), in front of a second
+#            docker-registry that wants basic auth (htpasswd), which only the
+#            calls' x-registry-auth satisfies: gateway_checks (uploads with
+#            mTLS, token and registry credentials; refused without a client
+#            certificate) and gateway_policy_checks (UNAUTHENTICATED with no
+#            tenant, PERMISSION_DENIED outside a tenant's prefixes or without
+#            push, the registry's own refusal of wrong or missing credentials).
+#            Everything is torn down on exit.
 # --unix     (with --self-contained) regd listens on a unix socket.
 # --only LANGS
 #            comma-separated subset of python,go,node (also $REGD_EXAMPLES).
@@ -40,7 +50,7 @@
 # protobuf-compiler protobuf-compiler-grpc; the go example's build
 # dependencies (see go/build.sh); nodejs + npm (npm ci runs once if
 # node/node_modules is missing); docker-registry and skopeo for
-# --self-contained.
+# --self-contained, plus openssl and htpasswd (apache2-utils) for its gateway.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -461,6 +471,9 @@ gateway_checks() {
         grep -q UNAVAILABLE "$work/$l.gw-upload-no-cert.err"
   done
 }
+
+# Set by start_gateway (authreg through start_registry's printf -v).
+authreg="" gw_addr="" gw_pid="" gw_tls="" gw_token="" reg_user="" reg_pass=""
 
 # authreg_head REPO DIGEST: the HTTP status of a HEAD for the blob on the
 # gateway's htpasswd registry (with its credentials).

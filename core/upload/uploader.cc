@@ -8,6 +8,7 @@
 #include "absl/strings/strip.h"
 #include "core/auth/authenticator.h"
 #include "core/log.h"
+#include "core/registry/v2.h"
 #include "core/status_macros.h"
 
 namespace regd {
@@ -62,22 +63,13 @@ absl::StatusOr<HttpResponse> BlobUploader::Send(HttpRequest req,
       client_->Send(job_.who, job_.endpoint, scopes != nullptr ? *scopes : scopes_, std::move(req));
   if (changes_session) interrupted_ = !resp.ok();
   if (resp.ok()) {
-    if (auto ra = resp->Header("retry-after"))
-      retry_after_ = ParseRetryAfter(*ra, job_.clock->Now());
+    retry_after_ = RetryAfterOf(*resp, job_.clock->Now());
   } else if (Cancelled()) {
     return absl::CancelledError("upload cancelled");
   }
   return resp;
 }
 
-std::string BlobUploader::UploadsUrl() const {
-  return absl::StrCat("/v2/", job_.repo.path, "/blobs/uploads/");
-}
-
-std::string BlobUploader::CommitUrl() const {
-  char sep = location_.find('?') == std::string::npos ? '?' : '&';
-  return absl::StrCat(location_, std::string(1, sep), "digest=", UrlEncode(job_.digest));
-}
 
 void BlobUploader::TakeLocation(const HttpResponse& resp, const std::string& request_url) {
   auto loc = resp.Header("location");
@@ -122,7 +114,7 @@ bool BlobUploader::Sleep(absl::Duration d) {
 absl::StatusOr<bool> BlobUploader::BlobExists() {
   HttpRequest req;
   req.method = "HEAD";
-  req.url = absl::StrCat("/v2/", job_.repo.path, "/blobs/", job_.digest);
+  req.url = BlobPath(job_.repo, job_.digest);
   req.follow_redirects = true;
   ASSIGN_OR_RETURN(HttpResponse resp, Send(std::move(req)));
   if (resp.status == 404) return false;
@@ -140,8 +132,7 @@ absl::StatusOr<bool> BlobUploader::BlobExists() {
 absl::StatusOr<bool> BlobUploader::TryMount() {
   HttpRequest req;
   req.method = "POST";
-  req.url = absl::StrCat(UploadsUrl(), "?mount=", UrlEncode(job_.digest),
-                         "&from=", UrlEncode(job_.mount_from));
+  req.url = MountPath(job_.repo, job_.digest, job_.mount_from);
   absl::StatusOr<HttpResponse> sent = Send(req, &mount_scopes_);
   // A token service that refuses the source repository's scope only rules
   // out the mount, not the upload.
@@ -166,7 +157,7 @@ absl::StatusOr<bool> BlobUploader::TryMount() {
 absl::Status BlobUploader::OpenSession() {
   HttpRequest req;
   req.method = "POST";
-  req.url = UploadsUrl();
+  req.url = UploadsPath(job_.repo);
   ASSIGN_OR_RETURN(HttpResponse resp, Send(req));
   if (resp.status != 202) return StatusFromHttp(resp, "POST blob upload");
   TakeLocation(resp, req.url);
@@ -180,7 +171,7 @@ absl::Status BlobUploader::SendMonolithic() {
   std::unique_ptr<BodySource> body = job_.blob->Range(0, job_.size);
   HttpRequest req;
   req.method = "PUT";
-  req.url = CommitUrl();
+  req.url = CommitUrl(location_, job_.digest);
   req.headers.emplace_back("Content-Type", kOctetStream);
   req.body_source = body.get();
   req.on_upload_progress = [this](int64_t sent) { ReportProgress(sent, false); };
@@ -231,7 +222,7 @@ absl::Status BlobUploader::SendChunk() {
 absl::Status BlobUploader::Commit() {
   HttpRequest req;
   req.method = "PUT";
-  req.url = CommitUrl();
+  req.url = CommitUrl(location_, job_.digest);
   req.headers.emplace_back("Content-Type", kOctetStream);
   // Finalising can take minutes on some registries (a storage-side move or a
   // virus scan) with no byte moving: the stall limit must not cut it off.

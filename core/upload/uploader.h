@@ -107,8 +107,6 @@ class BlobUploader {
   void TakeLocation(const HttpResponse& resp, const std::string& request_url);
   // Chunk size from the job and the session's OCI-Chunk-Min/Max-Length.
   void TakeChunkLimits(const HttpResponse& resp);
-  std::string UploadsUrl() const;
-  std::string CommitUrl() const;
   void ReportProgress(int64_t complete, bool force);
   bool Cancelled() const { return job_.cancelled && job_.cancelled->load(); }
   bool Sleep(absl::Duration d);

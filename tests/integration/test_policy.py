@@ -29,6 +29,8 @@ import base64
 import hashlib
 import json
 import os
+import queue
+import re
 import secrets
 import subprocess
 import sys
@@ -230,6 +232,32 @@ def retry():
     return retry_config(pb, max_attempts=2, initial_delay=0.05)
 
 
+class Upload:
+    """The events of one UploadBlob call and the error that ended it (or None)."""
+
+    def __init__(self):
+        self.events = []
+        self.error = None
+
+    @property
+    def code(self):
+        return self.error.code() if self.error is not None else grpc.StatusCode.OK
+
+    @property
+    def details(self):
+        return self.error.details() if self.error is not None else ""
+
+    def kinds(self):
+        return [e.WhichOneof("event") for e in self.events]
+
+    def outcome(self):
+        res = [e.result for e in self.events if e.WhichOneof("event") == "result"]
+        return pb.LayerResult.Outcome.Name(res[-1].outcome) if res else None
+
+    def summary(self):
+        return "%s; status %s %s" % (self.kinds(), self.code.name, self.details)
+
+
 class Caller:
     """The RPCs of one caller: a stub plus the metadata it sends."""
 
@@ -260,16 +288,53 @@ class Caller:
                                 metadata=self.metadata)
         return b"".join(c.data for c in it)
 
-    def write_layer(self, repo, data, timeout=T):
+    def write_layer(self, repo, data, timeout=T, mount_from=""):
         return Stream(self.stub.WriteLayer(
-            pb.WriteLayerRequest(repo=repo, layer=pb.BlobSource(data=data), retry=retry()),
+            pb.WriteLayerRequest(repo=repo, layer=pb.BlobSource(data=data, mount_from=mount_from),
+                                 retry=retry()),
             timeout=timeout, metadata=self.metadata))
 
-    def push_image(self, ref, img):
+    def upload_blob(self, repo, data, mount_from="", timeout=T, chunk=1 << 20):
+        """UploadBlob: start, then the bytes from each send_from. Returns an Upload."""
+        q = queue.Queue()
+        q.put(pb.UploadBlobRequest(start=pb.UploadBlobStart(
+            repo=repo, digest=sha256(data), size=len(data), mount_from=mount_from,
+            retry=retry())))
+
+        def requests():
+            while True:
+                m = q.get()
+                if m is None:
+                    return
+                yield m
+        call = self.stub.UploadBlob(requests(), timeout=timeout, metadata=self.metadata)
+        up = Upload()
+        try:
+            for ev in call:
+                up.events.append(ev)
+                kind = ev.WhichOneof("event")
+                if kind == "send_from":
+                    for off in range(ev.send_from.offset, len(data), chunk):
+                        q.put(pb.UploadBlobRequest(chunk=pb.UploadChunk(
+                            offset=off, data=data[off:off + chunk])))
+                elif kind == "result":
+                    q.put(None)  # half-close; the status follows
+        except grpc.RpcError as e:
+            up.error = e
+        finally:
+            q.put(None)
+        return up
+
+    def push_image(self, ref, img, digest_only=False):
+        """PushImage of a built image, its blobs inline (or named by digest and size)."""
+        def src(b):
+            if digest_only:
+                return pb.BlobSource(digest=b.digest, size=b.size, media_type=b.media_type)
+            return pb.BlobSource(data=b.data)
         spec = pb.ImageSpec()
-        spec.config.CopyFrom(pb.BlobSource(data=img.config.data))
+        spec.config.CopyFrom(src(img.config))
         for layer in img.layers:
-            spec.layers.append(pb.BlobSource(data=layer.data))
+            spec.layers.append(src(layer))
         return Stream(self.stub.PushImage(pb.PushImageRequest(ref=ref, image=spec, retry=retry()),
                                           timeout=T, metadata=self.metadata))
 
@@ -284,6 +349,10 @@ def tenant(name, daemon=None):
 
 
 _seq = [0]
+
+# "I 2026-...Z Exists [team-a] 127.0.0.1:1/team-a/x:v1 OK in 2ms"
+CALL_LINE = re.compile(r"^I \S+ (Inspect|GetImage|Exists|GetDescriptor|ReadBlob|WriteLayer|"
+                       r"PushImage|PushIndex|UploadBlob) (\[[^\]]+\] )?\S+ ([A-Z_]+) ")
 
 
 def uniq(name):
@@ -304,6 +373,21 @@ class PolicyCase(testing.IntegrationCase, StreamChecks):
         for d in self.daemons():
             self.assertTrue(d.alive(), "regd died:\n" + d.log())
             self.assertClean(util.read_tail(d.stderr_path, 10 << 20), "the daemon's log")
+            # Every call this test made is logged with its tenant: in brackets once
+            # admitted, in the message when its tenant was over its limit; only a
+            # caller that matched no tenant has none.
+            for line in self.new_log(d).splitlines():
+                m = CALL_LINE.match(line)
+                if m is None:
+                    continue
+                if m.group(2):
+                    continue
+                if m.group(3) == "UNAUTHENTICATED":
+                    self.assertIn("no tenant", line)
+                elif m.group(3) == "RESOURCE_EXHAUSTED":
+                    self.assertRegex(line, r'tenant \\"[a-z-]+\\"', line)
+                else:
+                    self.fail("a call logged without its tenant: %s" % line)
 
     def assertClean(self, text, what):
         for s in secrets_list():

@@ -1,4 +1,3 @@
-// The Engine's write path: WriteLayer, PushImage, PushIndex.
 #include <sys/stat.h>
 
 #include <atomic>
@@ -8,7 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/digest.h"
-#include "core/engine.h"
+#include "core/write/write_service.h"
 #include "core/files.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -18,6 +17,19 @@
 #include "rapidjson/document.h"
 
 namespace regd {
+
+WriteService::WriteService(WriteOptions options, const Registries* registries,
+                           ReadService* reads)
+    : options_(std::move(options)),
+      registries_(registries),
+      reads_(reads),
+      slots_([this](const std::string& registry) {
+        const RegistryConfig* rc = registries_->ConfigFor(registry);
+        return rc != nullptr && rc->concurrency > 0 ? rc->concurrency
+                                                    : options_.default_registry_concurrency;
+      }),
+      inline_budget_(options_.inline_budget_bytes) {}
+
 namespace {
 
 constexpr char kRefNameAnnotation[] = "org.opencontainers.image.ref.name";
@@ -87,7 +99,7 @@ std::string ManifestMediaType(const std::string& declared, absl::string_view raw
 
 // ---------------------------------------------------------------- blobs ----
 
-absl::StatusOr<Engine::PreparedBlob> Engine::PrepareBlob(const CallContext& ctx, BlobSpec spec,
+absl::StatusOr<WriteService::PreparedBlob> WriteService::PrepareBlob(const CallContext& ctx, BlobSpec spec,
                                                          absl::string_view default_media_type) {
   PreparedBlob p;
   if (!spec.path.has_value() && !spec.data.has_value() && !spec.digest.empty()) {
@@ -172,39 +184,39 @@ namespace {
 
 }  // namespace
 
-bool Engine::MayMountFrom(const CallContext& ctx, const Repository& repo,
+bool WriteService::MayMountFrom(const CallContext& ctx, const Repository& repo,
                           const std::string& path) const {
   if (path.empty() || path == repo.path) return true;
   return ctx.Allow(Repository{repo.registry, path}, Action::kPull).ok();
 }
 
-absl::StatusOr<LayerOutcomeKind> Engine::RunUploader(
+absl::StatusOr<LayerOutcomeKind> WriteService::RunUploader(
     const CallContext& ctx, const Repository& repo, const PreparedBlob& blob,
     const std::string& mount_from, const UploadEvents& events, const CancelFlag& cancelled) {
   UploadJob job;
-  job.endpoint = EndpointFor(repo.registry);
+  job.endpoint = registries_->EndpointFor(repo.registry);
   job.repo = repo;
   job.digest = blob.descriptor.digest;
   job.size = blob.descriptor.size;
   job.blob = blob.bytes();
-  job.who = ChainFor(ctx);
+  job.who = registries_->ChainFor(ctx);
   // A source the caller's tenant may not read is never mounted from.
   job.mount_from = MayMountFrom(ctx, repo, mount_from) ? mount_from : std::string();
-  const RegistryConfig* rc = ConfigFor(repo.registry);
+  const RegistryConfig* rc = registries_->ConfigFor(repo.registry);
   job.chunk_size =
       rc != nullptr && rc->chunk_size > 0 ? rc->chunk_size : options_.default_chunk_size;
   job.monolithic_threshold = job.chunk_size;  // up to one chunk: a single PUT
   job.retry = ctx.retry;
   job.events = events;
   job.cancelled = cancelled;
-  job.clock = clock_;
+  job.clock = registries_->clock();
   job.cancel_grace = options_.upload_cancel_grace;
-  ASSIGN_OR_RETURN(RegistrySlots::Slot slot, slots_->Acquire(repo.registry, cancelled));
-  BlobUploader uploader(client_.get(), std::move(job));
+  ASSIGN_OR_RETURN(RegistrySlots::Slot slot, slots_.Acquire(repo.registry, cancelled));
+  BlobUploader uploader(registries_->client(), std::move(job));
   return uploader.Run();
 }
 
-absl::StatusOr<LayerOutcome> Engine::UploadPrepared(const CallContext& ctx,
+absl::StatusOr<LayerOutcome> WriteService::UploadPrepared(const CallContext& ctx,
                                                     const Repository& repo,
                                                     const PreparedBlob& blob,
                                                     const UploadEvents& events,
@@ -232,14 +244,14 @@ absl::StatusOr<LayerOutcome> Engine::UploadPrepared(const CallContext& ctx,
   // The size is part of the key (a caller whose source has another size than
   // the flight's never shares it), and so are the credentials: a caller only
   // ever shares an upload made with the very credentials it brought.
-  ASSIGN_OR_RETURN(ResolvedCredentials who, ChainFor(ctx).Resolve(repo.registry));
+  ASSIGN_OR_RETURN(ResolvedCredentials who, registries_->ChainFor(ctx).Resolve(repo.registry));
   const std::string key = absl::StrCat(repo.registry, "|", blob.descriptor.digest, "|",
                                        blob.descriptor.size, "|", who.identity);
   const RetryPolicy policy = ctx.retry.Sanitised();
   for (int handovers = 0;; ++handovers) {
-    SharedUploads::Ticket ticket = uploads_->Join(key, repo.path);
+    SharedUploads::Ticket ticket = uploads_.Join(key, repo.path);
     if (!ticket.leader) {
-      absl::Status leader = uploads_->Wait(ticket.flight, events.on_progress, cancelled);
+      absl::Status leader = uploads_.Wait(ticket.flight, events.on_progress, cancelled);
       if (absl::IsCancelled(leader) && cancelled && cancelled->load()) return leader;
       if (!leader.ok()) {
         // The caller whose upload we shared failed or was cancelled: we take
@@ -268,13 +280,13 @@ absl::StatusOr<LayerOutcome> Engine::UploadPrepared(const CallContext& ctx,
     };
     absl::StatusOr<LayerOutcomeKind> kind =
         RunUploader(ctx, repo, blob, mount_from, lead, cancelled);
-    uploads_->Finish(key, flight, kind.status());
+    uploads_.Finish(key, flight, kind.status());
     if (!kind.ok()) return kind.status();
     return finish(*kind);
   }
 }
 
-absl::Status Engine::VerifySourceDigest(const PreparedBlob& blob, const CancelFlag& cancelled) {
+absl::Status WriteService::VerifySourceDigest(const PreparedBlob& blob, const CancelFlag& cancelled) {
   if (blob.digest_computed || blob.blob == nullptr) return absl::OkStatus();
   const std::string& want = blob.descriptor.digest;
   ASSIGN_OR_RETURN(std::string got,
@@ -286,7 +298,7 @@ absl::Status Engine::VerifySourceDigest(const PreparedBlob& blob, const CancelFl
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Engine::DigestOf(const OpenedBlob& blob, const std::string& algorithm,
+absl::StatusOr<std::string> WriteService::DigestOf(const OpenedBlob& blob, const std::string& algorithm,
                                              const CancelFlag& cancelled) {
   const std::atomic<bool>* stop = cancelled.get();
   auto compute = [&blob, &algorithm, stop] { return blob.ComputeDigest(algorithm, stop); };
@@ -295,7 +307,7 @@ absl::StatusOr<std::string> Engine::DigestOf(const OpenedBlob& blob, const std::
   return digests_.Get(blob.identity(), compute, !blob.recently_modified(), stop);
 }
 
-absl::StatusOr<LayerOutcome> Engine::OpenAndUpload(const CallContext& ctx, const Repository& repo,
+absl::StatusOr<LayerOutcome> WriteService::OpenAndUpload(const CallContext& ctx, const Repository& repo,
                                                    const PreparedBlob& planned,
                                                    const UploadEvents& events,
                                                    const CancelFlag& cancelled) {
@@ -331,7 +343,7 @@ UploadEvents EventsFor(const PushEvents& events, const std::string& digest) {
 
 }  // namespace
 
-absl::StatusOr<LayerOutcome> Engine::WriteLayer(const CallContext& ctx, absl::string_view repo_text,
+absl::StatusOr<LayerOutcome> WriteService::WriteLayer(const CallContext& ctx, absl::string_view repo_text,
                                                 BlobSpec spec) {
   ASSIGN_OR_RETURN(Repository repo, ParseWriteRepository(repo_text));
   RETURN_IF_ERROR(ctx.Allow(repo, Action::kPush));
@@ -343,7 +355,7 @@ absl::StatusOr<LayerOutcome> Engine::WriteLayer(const CallContext& ctx, absl::st
                         ctx.cancelled);
 }
 
-absl::StatusOr<LayerOutcome> Engine::UploadStream(const CallContext& ctx,
+absl::StatusOr<LayerOutcome> WriteService::UploadStream(const CallContext& ctx,
                                                   absl::string_view repo_text,
                                                   const BlobSpec& spec, const BlobStream* stream) {
   ASSIGN_OR_RETURN(Repository repo, ParseWriteRepository(repo_text));
@@ -365,7 +377,7 @@ absl::StatusOr<LayerOutcome> Engine::UploadStream(const CallContext& ctx,
 
 // ------------------------------------------------------------ PushImage ----
 
-absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spec) {
+absl::StatusOr<WriteService::PushPlan> WriteService::PlanFromLayout(const PushImageSpec& spec) {
   // Every file of the layout is opened beneath the layout directory, which is
   // itself opened beneath an allowed root.
   auto dir = std::make_shared<LayoutDir>();
@@ -472,7 +484,7 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromLayout(const PushImageSpec& spe
   return plan;
 }
 
-absl::StatusOr<Engine::PushPlan> Engine::PlanFromImage(const CallContext& ctx,
+absl::StatusOr<WriteService::PushPlan> WriteService::PlanFromImage(const CallContext& ctx,
                                                        const PushImageSpec& spec) {
   if (spec.layers.size() > static_cast<size_t>(options_.max_image_layers)) {
     return absl::InvalidArgumentError(
@@ -515,7 +527,7 @@ absl::StatusOr<Engine::PushPlan> Engine::PlanFromImage(const CallContext& ctx,
   return plan;
 }
 
-absl::Status Engine::UploadAll(const CallContext& ctx, const Repository& repo,
+absl::Status WriteService::UploadAll(const CallContext& ctx, const Repository& repo,
                                const PushPlan& plan, int concurrency) {
   const PushEvents& events = ctx.events;
   const CancelFlag& cancelled = ctx.cancelled;
@@ -581,44 +593,21 @@ absl::Status Engine::UploadAll(const CallContext& ctx, const Repository& repo,
   return first_error;
 }
 
-absl::Status Engine::PutManifest(const CallContext& ctx, const Repository& repo,
-                                 const std::string& reference, const ManifestToPush& m,
-                                 const RetryPolicy& retry_in) {
-  RetryPolicy retry = retry_in.Sanitised();
+absl::Status WriteService::PutManifest(const CallContext& ctx, const Repository& repo,
+                                       const std::string& reference, const ManifestToPush& m,
+                                       const RetryPolicy& retry) {
+  RegistryApi api = registries_->ApiFor(ctx, repo.registry);
   const PushEvents& events = ctx.events;
-  const CancelFlag& cancelled = ctx.cancelled;
-  const CredentialChain who = ChainFor(ctx);
-  Endpoint ep = EndpointFor(repo.registry);
-  for (int attempt = 1;; ++attempt) {
-    HttpRequest req;
-    req.method = "PUT";
-    req.url = absl::StrCat("/v2/", repo.path, "/manifests/", reference);
-    req.headers.emplace_back("Content-Type", m.descriptor.media_type);
-    req.body = m.raw;
-    req.cancelled = cancelled;
-    absl::StatusOr<HttpResponse> resp =
-        client_->Send(who, ep, {PushScope(repo.path)}, std::move(req));
-    if (resp.ok() && (resp->status == 200 || resp->status == 201 || resp->status == 202)) {
-      std::string served = resp->Header("docker-content-digest").value_or("");
-      if (ValidateDigest(served).ok() && served != m.descriptor.digest) {
-        return absl::DataLossError(absl::StrCat("registry stored the manifest as ", served,
-                                                ", expected ", m.descriptor.digest));
-      }
-      return absl::OkStatus();
-    }
-    absl::Status st = resp.ok() ? StatusFromHttp(*resp, "PUT manifest") : resp.status();
-    if (cancelled && cancelled->load()) return absl::CancelledError("push cancelled");
-    if (!IsRetryableStatus(st) || attempt >= retry.max_attempts) return st;
-    absl::Duration wait = NextRetryWait(retry, attempt, RetryAfterOf(resp));
-    if (events.on_retry) {
-      events.on_retry(m.descriptor.digest,
-                      RetryNotice{attempt, retry.max_attempts, std::string(st.message()), wait});
-    }
-    if (!SleepUnlessCancelled(wait, cancelled.get())) return absl::CancelledError("push cancelled");
-  }
+  const std::string& digest = m.descriptor.digest;
+  absl::Status st = api.PutManifest(repo, reference, m.descriptor.media_type, m.raw, digest, retry,
+                                    [&events, &digest](const RetryNotice& n) {
+                                      if (events.on_retry) events.on_retry(digest, n);
+                                    });
+  if (ctx.Cancelled()) return absl::CancelledError("push cancelled");
+  return st;
 }
 
-absl::StatusOr<Descriptor> Engine::PushImage(const CallContext& ctx, const PushImageSpec& spec) {
+absl::StatusOr<Descriptor> WriteService::PushImage(const CallContext& ctx, const PushImageSpec& spec) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(spec.ref));
   RETURN_IF_ERROR(ctx.Allow(ref.repo, Action::kPush));
   PushPlan plan;
@@ -647,7 +636,7 @@ absl::StatusOr<Descriptor> Engine::PushImage(const CallContext& ctx, const PushI
 
 // ------------------------------------------------------------ PushIndex ----
 
-absl::StatusOr<Descriptor> Engine::PushIndex(const CallContext& ctx, const PushIndexSpec& spec) {
+absl::StatusOr<Descriptor> WriteService::PushIndex(const CallContext& ctx, const PushIndexSpec& spec) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(spec.ref));
   RETURN_IF_ERROR(ctx.Allow(ref.repo, Action::kPush));
   if (spec.manifests.empty())
@@ -686,7 +675,7 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const CallContext& ctx, const PushI
       }
       id = child.Identifier();
     }
-    absl::StatusOr<Fetched> f = FetchManifest(ctx, ref.repo, id);
+    absl::StatusOr<FetchedManifest> f = reads_->FetchManifest(ctx, ref.repo, id);
     if (!f.ok()) {
       return absl::Status(f.status().code(), absl::StrCat(f.status().message(), " (index entry ",
                                                           ForMessage(e.ref), ")"));
@@ -704,7 +693,7 @@ absl::StatusOr<Descriptor> Engine::PushIndex(const CallContext& ctx, const PushI
       d.platform = *e.platform;
     } else {
       ASSIGN_OR_RETURN(Manifest m, ParseManifest(f->raw, f->media_type));
-      ASSIGN_OR_RETURN(std::string cfg, FetchSmallBlob(ctx, ref.repo, m.config));
+      ASSIGN_OR_RETURN(std::string cfg, reads_->FetchSmallBlob(ctx, ref.repo, m.config));
       ASSIGN_OR_RETURN(ImageConfigInfo info, ParseImageConfig(cfg));
       if (info.platform.os.empty() || info.platform.architecture.empty()) {
         return absl::FailedPreconditionError(

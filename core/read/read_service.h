@@ -1,0 +1,96 @@
+// ReadService: the read RPCs (Inspect, GetImage, Exists, GetDescriptor,
+// ReadBlob), and the verified manifest fetch the write side also uses.
+//
+// Every call runs on its caller's thread with its CallContext: the policy
+// check first (PERMISSION_DENIED before anything is sent), then the registry
+// through a RegistryApi bound to the call's credentials. Manifests and configs
+// are verified against their digests; blobs read from offset 0 too.
+//
+// Stateless beyond what it borrows (the Registries, which outlive it);
+// thread-safe.
+#ifndef REGD_CORE_READ_READ_SERVICE_H_
+#define REGD_CORE_READ_READ_SERVICE_H_
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/call.h"
+#include "core/manifest/manifest.h"
+#include "core/reference/reference.h"
+#include "core/registry/registries.h"
+
+namespace regd {
+
+// What Inspect reports (see ManifestResult in the proto).
+struct InspectResult {
+  int64_t schema_version = 0;
+  std::string media_type;
+  std::string digest;
+  std::vector<Descriptor> manifests;  // index entries (with platform when present)
+  std::vector<std::string> layers;
+  std::string config;
+  std::map<std::string, std::string> labels;
+};
+
+struct ImageResult {
+  Descriptor descriptor;  // the manifest's
+  std::string raw_manifest;
+  std::string raw_config;
+  Descriptor config;
+  std::vector<Descriptor> layers;
+};
+
+// A manifest as fetched: its bytes (verified against the digest asked for,
+// else the one the registry names), media type and kind.
+struct FetchedManifest {
+  std::string raw;
+  std::string media_type;
+  std::string digest;
+  ManifestKind kind = ManifestKind::kManifest;
+};
+
+class ReadService {
+ public:
+  explicit ReadService(const Registries* registries) : registries_(registries) {}
+
+  [[nodiscard]] absl::StatusOr<InspectResult> Inspect(const CallContext& ctx,
+                                                      absl::string_view ref,
+                                                      const std::optional<Platform>& platform);
+  [[nodiscard]] absl::StatusOr<ImageResult> GetImage(const CallContext& ctx,
+                                                     absl::string_view ref,
+                                                     const std::optional<Platform>& platform);
+  [[nodiscard]] absl::StatusOr<bool> Exists(const CallContext& ctx, absl::string_view ref);
+  [[nodiscard]] absl::StatusOr<Descriptor> GetDescriptor(const CallContext& ctx,
+                                                         absl::string_view ref);
+  [[nodiscard]] absl::Status ReadBlob(const CallContext& ctx, absl::string_view repo,
+                                      absl::string_view digest, int64_t offset,
+                                      const std::function<bool(absl::string_view)>& sink,
+                                      size_t chunk_bytes);
+
+  // GET a manifest by tag or digest, verified (no policy check: callers check).
+  [[nodiscard]] absl::StatusOr<FetchedManifest> FetchManifest(const CallContext& ctx,
+                                                              const Repository& repo,
+                                                              const std::string& identifier);
+  // GET a small blob (a config), verified against its digest.
+  [[nodiscard]] absl::StatusOr<std::string> FetchSmallBlob(const CallContext& ctx,
+                                                           const Repository& repo,
+                                                           const Descriptor& d);
+
+ private:
+  [[nodiscard]] absl::StatusOr<Manifest> ResolveImage(const CallContext& ctx, const Reference& ref,
+                                                      const std::optional<Platform>& platform,
+                                                      FetchedManifest* fetched);
+  [[nodiscard]] absl::StatusOr<std::map<std::string, std::string>> LabelsOf(
+      const CallContext& ctx, const Repository& repo, const Manifest& m);
+
+  const Registries* const registries_;
+};
+
+}  // namespace regd
+
+#endif  // REGD_CORE_READ_READ_SERVICE_H_
