@@ -209,7 +209,11 @@ class UploadBench:
             e, u, s, m = f.read().split()[-4:]
         os.unlink(tfile)
         if rc != 0:
-            raise RuntimeError("%s: client exited %d: %s" % (label, rc, stderr[-2000:]))
+            errs = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+            sent = [ln for ln in stderr.splitlines() if ln.startswith("sent ")]
+            raise RuntimeError("%s: exit %d, %s (%s)" % (
+                label, rc, errs[-1] if errs else stderr.strip().splitlines()[-1:],
+                sent[-1] if sent else "sent ?"))
         res = json.loads(stdout)
         got = (res.get("outcome"), res["descriptor"]["digest"], int(res["descriptor"]["size"]))
         if got != ("UPLOADED", want_digest, want_size):
@@ -403,7 +407,8 @@ def render(args, size, per_run, mem, env_notes):
                 rs[0].total / MiB / wall, statistics.median(r.cpu for r in rs), hwm,
                 max(r.sampled_rss_kb for r in rs) / 1024.0, max(r.threads for r in rs),
                 "/".join("%d" % r.uploaded for r in rs),
-                ("%d: %s" % (len(errs), errs[0][:160])) if errs else "none"))
+                ("%d: %s" % (len(errs), errs[0][:300].replace("|", "/"))) if errs
+                else "none"))
         add("")
         add("| target | measured | result |")
         add("| --- | ---: | :---: |")

@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "core/auth/credentials.h"
+#include "core/cancel.h"
 #include "core/http/http.h"
 #include "core/policy.h"
 #include "core/reference/reference.h"

@@ -49,16 +49,17 @@ absl::Status Logged(absl::string_view method, absl::string_view caller, absl::st
 
 using StreamWork = std::function<absl::Status(CallContext&)>;
 
-// Admits the caller and starts `work` for a streaming reactor; if the caller
-// is refused or no worker can take it, the stream ends at once with that status.
+// Admits the caller and starts `work` for a streaming reactor. False when the
+// caller is refused or no worker can take it: the stream has then ended with
+// that status (Complete was called).
 template <typename Reactor>
-Reactor* StartStream(Callers* callers, Executor* executor, grpc::CallbackServerContext* sctx,
-                     Reactor* reactor, const char* method, std::string subject, StreamWork work) {
+bool LaunchStream(Callers* callers, Executor* executor, grpc::CallbackServerContext* sctx,
+                  Reactor* reactor, const char* method, std::string subject, StreamWork work) {
   absl::Time start = absl::Now();
   absl::StatusOr<Callers::Admission> admitted = callers->Admit(sctx);
   if (!admitted.ok()) {
     reactor->Complete(Logged(method, "", subject, start, admitted.status()));
-    return reactor;
+    return false;
   }
   auto call = std::make_shared<Callers::Admission>(*std::move(admitted));
   call->ctx.cancelled = reactor->cancelled();
@@ -70,7 +71,15 @@ Reactor* StartStream(Callers* callers, Executor* executor, grpc::CallbackServerC
       [reactor, status] { reactor->Complete(*status); });
   if (!submitted.ok()) {
     reactor->Complete(Logged(method, call->ctx.caller, subject, start, submitted));
+    return false;
   }
+  return true;
+}
+
+template <typename Reactor>
+Reactor* StartStream(Callers* callers, Executor* executor, grpc::CallbackServerContext* sctx,
+                     Reactor* reactor, const char* method, std::string subject, StreamWork work) {
+  LaunchStream(callers, executor, sctx, reactor, method, std::move(subject), std::move(work));
   return reactor;
 }
 
@@ -164,7 +173,7 @@ class UploadBlobReactor
       return false;
     }
     stream_ = *std::move(stream);
-    StartStream(callers_, executor_, sctx_, this, "UploadBlob",
+    return LaunchStream(callers_, executor_, sctx_, this, "UploadBlob",
                 absl::StrCat(repo_, "@", spec_.digest), [this](CallContext& ctx) -> absl::Status {
                   ctx.retry = retry_;
                   ctx.events.on_progress = [this](const std::string&, int64_t c, int64_t t) {
@@ -182,7 +191,6 @@ class UploadBlobReactor
                   Push(std::move(e));
                   return absl::OkStatus();
                 });
-    return true;
   }
 
   // From the uploader's thread: there is room in the stream again.

@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "core/cancel.h"
 
 namespace regd {
 
@@ -39,10 +40,6 @@ class BodySource {
   // Goes back to the first byte (curl may need to resend on a dead reused connection).
   [[nodiscard]] virtual absl::Status Rewind() = 0;
 };
-
-// Shared flag a caller sets to abort transfers promptly.
-using CancelFlag = std::shared_ptr<std::atomic<bool>>;
-inline CancelFlag NewCancelFlag() { return std::make_shared<std::atomic<bool>>(false); }
 
 struct HttpRequest {
   std::string method = "GET";

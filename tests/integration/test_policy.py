@@ -151,8 +151,10 @@ def token_policy():
 
     return {"tenants": [
         tenant("team-a", [{"prefix": PLAIN.host + "/team-a", "actions": rw},
-                          {"prefix": PROXY.host + "/team-a/", "actions": rw}]),
-        tenant("team-b", [{"prefix": PLAIN.host + "/team-b/", "actions": rw}]),
+                          {"prefix": PROXY.host + "/team-a/", "actions": rw},
+                          {"prefix": "LocalHost:%d/mixed" % PLAIN.port, "actions": ["pull"]}]),
+        tenant("team-b", [{"prefix": PLAIN.host + "/team-b/", "actions": rw},
+                          {"prefix": PROXY.host + "/team-b/", "actions": rw}]),
         # Upper-case hex: the hash is compared case-insensitively.
         dict(tenant("reader", [{"prefix": PLAIN.host + "/team-a/", "actions": ["pull"]}]),
              token_sha256=token_hash(TOKENS["reader"]).upper()),
@@ -187,7 +189,7 @@ def setUpModule():
     BASIC = ENV.enter(Registry(ENV.workdir, auth="basic", users=dict([BASIC_USER])),
                       "registry-basic")
     PROXY = ENV.enter(FaultProxy(PLAIN.host))
-    insecure = [PLAIN.host, BASIC.host, PROXY.host]
+    insecure = [PLAIN.host, BASIC.host, PROXY.host, "localhost:%d" % PLAIN.port]
 
     SEEDED = images.build_image("policy-a", {"team": "a"}, layer_sizes=(3000,))
     images.push(SEEDED, ENV.workdir, PLAIN.host, "team-a/seeded", "v1")
@@ -361,7 +363,6 @@ def uniq(name):
 
 
 class PolicyCase(testing.IntegrationCase, StreamChecks):
-    DAEMONS = ()
 
     def setUp(self):
         self.log_marks = {d.n: os.path.getsize(d.stderr_path) for d in self.daemons()}
@@ -370,6 +371,10 @@ class PolicyCase(testing.IntegrationCase, StreamChecks):
         return [d for d in (D, DOWN, DT) if d is not None]
 
     def tearDown(self):
+        # The tenant's bearer token is for regd only: never sent on to a registry.
+        for e in PROXY.log():
+            for name, value in e.headers:
+                self.assertClean("%s: %s" % (name, value), "a request to the registry")
         for d in self.daemons():
             self.assertTrue(d.alive(), "regd died:\n" + d.log())
             self.assertClean(util.read_tail(d.stderr_path, 10 << 20), "the daemon's log")
@@ -416,6 +421,13 @@ class PolicyCase(testing.IntegrationCase, StreamChecks):
             self.assertIn(w, err.details())
         self.assertClean(err.details(), "an error message")
         return err
+
+    def assertUploadFails(self, up, code, words=()):
+        self.assertEqual(up.code, code, up.summary())
+        for w in words:
+            self.assertIn(w, up.details, up.summary())
+        self.assertNotIn("result", up.kinds(), up.summary())
+        self.assertClean(up.summary(), "an UploadBlob error or event")
 
     def assertStreamFails(self, s, code, words=()):
         self.assertEqual(s.code, code, s.summary())
@@ -542,9 +554,120 @@ class TokenTenantTest(PolicyCase):
                 self.assertDenied(CODE.PERMISSION_DENIED, a.exists, repo + ":v1")
         self.assertEqual(PLAIN.access_log_since(mark_p), [])
         self.assertEqual(BASIC.access_log_since(mark_b), [])
+        # Docker Hub short names are docker.io/library/...: not team-a's.
+        for ref in ("alpine", "library/alpine:3", "docker.io/alpine", "index.docker.io/x/y:v1"):
+            with self.subTest(ref=ref):
+                self.assertDenied(CODE.PERMISSION_DENIED, a.exists, ref,
+                                  words=['tenant "team-a" may not pull from docker.io/'])
+        # The registry part of a prefix is compared case-insensitively ("LocalHost:PORT/mixed").
+        self.assertFalse(a.exists("localhost:%d/mixed/x:v1" % PLAIN.port))
+        self.assertDenied(CODE.PERMISSION_DENIED, a.exists,
+                          "localhost:%d/mixedx/x:v1" % PLAIN.port)
+
+
+class MountAndUploadTest(PolicyCase):
+    def test_mount_from_outside_the_tenants_pull_prefixes_is_not_used(self):
+        a = tenant("team-a")
+        blob = SEEDED_B.layers[0]  # in team-b/seeded, which team-a may not read
+        for mount_from in ("team-b/seeded", "%s/team-b/seeded" % PLAIN.host):
+            with self.subTest(mount_from=mount_from):
+                repo = "%s/team-a/%s" % (PLAIN.host, uniq("mount"))
+                mark = PLAIN.log_size()
+                s = a.write_layer(repo, blob.data, mount_from=mount_from)
+                self.assertLayerStream(s, blob.size, "UPLOADED")
+                log = PLAIN.access_log_since(mark)
+                self.assertEqual([e for e in log if "team-b" in e[1]], [], log)
+                up = a.upload_blob("%s/team-a/%s" % (PLAIN.host, uniq("mount-up")), blob.data,
+                                   mount_from=mount_from)
+                self.assertEqual((up.code, up.outcome()), (CODE.OK, "UPLOADED"), up.summary())
+                log = PLAIN.access_log_since(mark)
+                self.assertEqual([e for e in log if "team-b" in e[1]], [], log)
+        # From a repository it may read, the mount is made.
+        own = SEEDED.layers[0]
+        s = a.write_layer("%s/team-a/%s" % (PLAIN.host, uniq("mount-own")), own.data,
+                          mount_from="team-a/seeded")
+        self.assertLayerStream(s, own.size, "MOUNTED")
+
+    def test_upload_blob_follows_the_policy(self):
+        a = tenant("team-a")
+        data = random_bytes(1500 * 1024, uniq("ub"))
+        repo = "%s/team-a/%s" % (PLAIN.host, uniq("ub"))
+        up = a.upload_blob(repo, data)
+        self.assertEqual((up.code, up.outcome()), (CODE.OK, "UPLOADED"), up.summary())
+        self.assertIn("send_from", up.kinds())
+        self.assertLogged(D, "UploadBlob", "team-a", "%s@%s" % (repo, sha256(data)))
+        mark = PLAIN.log_size()
+        self.assertUploadFails(a.upload_blob("%s/team-b/%s" % (PLAIN.host, uniq("ub")), data),
+                               CODE.PERMISSION_DENIED, ['tenant "team-a" may not push to'])
+        self.assertUploadFails(tenant("reader").upload_blob(repo, data),
+                               CODE.PERMISSION_DENIED, ['tenant "reader"'])
+        self.assertUploadFails(Caller(D.stub, UNKNOWN_TOKEN).upload_blob(repo, data),
+                               CODE.UNAUTHENTICATED)
+        self.assertUploadFails(Caller(D.stub).upload_blob(repo, data), CODE.UNAUTHENTICATED)
+        self.assertEqual(PLAIN.access_log_since(mark), [])
+
+    def test_one_blob_pushed_by_two_tenants_at_once_is_not_mounted_across(self):
+        # team-a and team-b use the same (no) registry credentials, so their
+        # uploads of one blob may share a flight; team-b may not read team-a's
+        # repository, so it must never get the blob by a mount from there.
+        a, b = tenant("team-a"), tenant("team-b")
+        size = 2 * MiB
+        data = random_bytes(size, uniq("cross"))
+        ra = "%s/team-a/%s" % (PROXY.host, uniq("cross"))
+        rb = "%s/team-b/%s" % (PROXY.host, uniq("cross"))
+        fault = PROXY.add_fault("throttle", method="PUT", path=r"/blobs/uploads/", times=None,
+                                rate=1 * MiB)
+        self.addCleanup(PROXY.remove_fault, fault)
+        PROXY.reset_counters()
+        first = call_async(lambda: a.write_layer(ra, data, timeout=60))
+        util.wait_until(lambda: [e for e in PROXY.log(method="PUT") if e.finished is None],
+                        15, what="team-a's PUT")
+        second = b.write_layer(rb, data, timeout=60)
+        first.join(60)
+        self.assertIsNone(first.exc)
+        self.assertLayerStream(first.value, size, "UPLOADED")
+        self.assertStreamOk(second)
+        self.assertEqual(second.kinds()[-1], "result", second.summary())
+        res = second.events[-1].result
+        self.assertIn(res.Outcome.Name(res.outcome), ("UPLOADED", "EXISTED"), second.summary())
+        PROXY.wait_idle()
+        crossing = [e for e in PROXY.log() if "team-a" in e.path and "team-b" in e.path]
+        self.assertEqual(crossing, [], "team-b's upload touched team-a's repository")
+        self.assertLogged(D, "WriteLayer", "team-b", rb)
+        # And team-b's stream keeps the WriteLayer contract: when its progress starts
+        # again from 0 (after waiting on another upload), a RetryEvent says why first.
+        self.assertLayerStream(second, size)
 
 
 class ConcurrencyLimitTest(PolicyCase):
+    def test_a_cancelled_call_frees_its_tenants_slot(self):
+        l_ = tenant("team-l")
+        data = random_bytes(3 * MiB, uniq("cancel"))
+        repo = "%s/team-l/%s" % (PROXY.host, uniq("cancel"))
+        fault = PROXY.add_fault("throttle", method="PUT", path=r"/blobs/uploads/", times=None,
+                                rate=768 * 1024)
+        self.addCleanup(PROXY.remove_fault, fault)
+        PROXY.reset_counters()
+        call = D.stub.WriteLayer(pb.WriteLayerRequest(repo=repo, layer=pb.BlobSource(data=data),
+                                                      retry=retry()),
+                                 timeout=60, metadata=l_.metadata)
+        util.wait_until(lambda: [e for e in PROXY.log(method="PUT") if e.finished is None],
+                        15, what="the PUT")
+        self.assertDenied(CODE.RESOURCE_EXHAUSTED, l_.exists, "%s/team-l/x:v1" % PLAIN.host)
+        call.cancel()
+        cancelled = time.monotonic()
+
+        def admitted():
+            try:
+                return l_.exists("%s/team-l/x:v1" % PLAIN.host) is False
+            except grpc.RpcError as e:
+                if e.code() != CODE.RESOURCE_EXHAUSTED:
+                    raise
+                return False
+        util.wait_until(admitted, 10, interval=0.1, what="team-l's slot after the cancel")
+        self.assertLess(time.monotonic() - cancelled, 10)
+        PROXY.wait_idle(timeout=15)
+
     def test_tenant_over_its_limit_is_refused_and_others_are_not_slowed(self):
         l_, b = tenant("team-l"), tenant("team-b")
         size = 3 * MiB

@@ -287,6 +287,14 @@ def uniq(name):
 
 class AuthCase(testing.IntegrationCase, StreamChecks):
     def tearDown(self):
+        # x-registry-auth is for regd: never passed on to a registry as it is.
+        for t in TARGETS.values():
+            for e in t.proxy.log():
+                for name, value in e.headers:
+                    self.assertNotEqual(name.lower(), "x-registry-auth", e)
+                    for h in HEADERS_SENT:
+                        if len(h) >= 12:
+                            self.assertNotIn(h, value, e)
         for name, d in DAEMONS.items():
             self.assertTrue(d.alive(), "regd-%s died:\n%s" % (name, d.log()))
             self.assertClean(util.read_tail(d.stderr_path, 10 << 20), "regd-%s's log" % name)
