@@ -2,6 +2,8 @@
 
 #include <grpc/grpc_security_constants.h>
 
+#include <optional>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -14,10 +16,10 @@ namespace {
 
 constexpr size_t kMaxRegistryAuthBytes = 16 << 10;
 
-std::string Metadata(grpc::CallbackServerContext* sctx, const char* key) {
+std::optional<std::string> Metadata(grpc::CallbackServerContext* sctx, const char* key) {
   const auto& md = sctx->client_metadata();
   auto it = md.find(key);
-  if (it == md.end()) return "";
+  if (it == md.end()) return std::nullopt;
   return std::string(it->second.data(), it->second.size());
 }
 
@@ -31,8 +33,12 @@ std::string Metadata(grpc::CallbackServerContext* sctx, const char* key) {
 
 [[nodiscard]] absl::StatusOr<std::shared_ptr<const CallCredentials>> RegistryAuthOf(
     grpc::CallbackServerContext* sctx) {
-  std::string header = Metadata(sctx, "x-registry-auth");
-  if (header.empty()) return nullptr;
+  std::optional<std::string> sent = Metadata(sctx, "x-registry-auth");
+  if (!sent.has_value()) return nullptr;
+  // Present but empty is a caller's mistake, not "no credentials": the
+  // daemon's own must not stand in for ones it meant to send.
+  if (sent->empty()) return absl::InvalidArgumentError("x-registry-auth is empty");
+  const std::string& header = *sent;
   if (header.size() > kMaxRegistryAuthBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("x-registry-auth is larger than ", kMaxRegistryAuthBytes, " bytes"));
@@ -55,7 +61,7 @@ CallerIdentity IdentityOf(grpc::CallbackServerContext* sctx) {
       who.uri_sans.emplace_back(v.data(), v.size());
     }
   }
-  std::string authorization = Metadata(sctx, "authorization");
+  std::string authorization = Metadata(sctx, "authorization").value_or("");
   absl::string_view value = authorization;
   if (absl::ConsumePrefix(&value, "Bearer ") || absl::ConsumePrefix(&value, "bearer ")) {
     who.bearer_token = std::string(value);

@@ -43,7 +43,14 @@ absl::StatusOr<BlobSpec> FromProto(const v1::BlobSource& b) {
       s.data = b.data();
       break;
     default:
-      return absl::InvalidArgumentError("blob source needs a path or data");
+      // Neither: a blob already in the registry, named by digest and size
+      // (PushImage checks it there; WriteLayer refuses it).
+      if (b.digest().empty()) {
+        return absl::InvalidArgumentError(
+            "blob source needs a path or data, or (for a blob already in the registry) its "
+            "digest and size");
+      }
+      break;
   }
   s.digest = b.digest();
   if (b.size() < 0) return absl::InvalidArgumentError("blob size must not be negative");

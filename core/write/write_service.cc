@@ -251,7 +251,20 @@ absl::StatusOr<LayerOutcome> WriteService::UploadPrepared(const CallContext& ctx
   for (int handovers = 0;; ++handovers) {
     SharedUploads::Ticket ticket = uploads_.Join(key, repo.path);
     if (!ticket.leader) {
-      absl::Status leader = uploads_.Wait(ticket.flight, events.on_progress, cancelled);
+      const std::string leader_repo = ticket.flight->leader_repo();
+      const bool same_repo = leader_repo == repo.path;
+      if (!same_repo && !MayMountFrom(ctx, repo, leader_repo)) {
+        // The bytes are going where this caller may not read them (another
+        // tenant's repository): it could not mount them, so it uploads on
+        // its own rather than wait (outside the flight).
+        ASSIGN_OR_RETURN(LayerOutcomeKind kind,
+                         RunUploader(ctx, repo, blob, mount_from, events, cancelled));
+        return finish(kind);
+      }
+      // Another repository's upload is not this caller's progress: it waits
+      // for it silently, then mounts (progress then jumps to the end).
+      absl::Status leader =
+          uploads_.Wait(ticket.flight, same_repo ? events.on_progress : nullptr, cancelled);
       if (absl::IsCancelled(leader) && cancelled && cancelled->load()) return leader;
       if (!leader.ok()) {
         // The caller whose upload we shared failed or was cancelled: we take
@@ -265,11 +278,10 @@ absl::StatusOr<LayerOutcome> WriteService::UploadPrepared(const CallContext& ctx
         }
         continue;
       }
-      if (ticket.flight->leader_repo() == repo.path) return finish(LayerOutcomeKind::kShared);
+      if (same_repo) return finish(LayerOutcomeKind::kShared);
       // Same registry, other repository: the bytes are there now; mount them.
-      ASSIGN_OR_RETURN(LayerOutcomeKind kind, RunUploader(ctx, repo, blob,
-                                                          ticket.flight->leader_repo(), events,
-                                                          cancelled));
+      ASSIGN_OR_RETURN(LayerOutcomeKind kind,
+                       RunUploader(ctx, repo, blob, leader_repo, events, cancelled));
       return finish(kind);
     }
     UploadEvents lead = events;

@@ -4,8 +4,7 @@
 Run:  REGD_BIN=build/server/regd /usr/bin/python3 tests/integration/test_policy.py [-k name]
 
 Registries: PLAIN (no auth), BASIC (htpasswd) and PROXY (fixtures/fault_proxy.py
-in front of PLAIN, to make one tenant's call slow). Two daemons with the same
-kind of policy:
+in front of PLAIN, to make one tenant's call slow). Three daemons:
 
   D     plain gRPC on 127.0.0.1, tenants named by bearer tokens
         (`authorization: Bearer <token>`); the daemon has no registry
@@ -22,7 +21,10 @@ over max_concurrent_calls gets RESOURCE_EXHAUSTED while another one is served
 at once; the tenant's docker_config supplies its registry credentials; every
 call's log line names its tenant and no token or password is ever logged; a
 bad policy file stops the daemon at start with exit 2 and a message naming
-the problem.
+the problem. Also: UploadBlob follows the policy, a mount_from the tenant may
+not read is never mounted from (nor a concurrent upload of the same blob by
+another tenant), a cancelled call frees its tenant's slot, and a tenant's
+bearer token is never passed on to a registry (the proxy sees every header).
 """
 
 import base64
@@ -363,7 +365,6 @@ def uniq(name):
 
 
 class PolicyCase(testing.IntegrationCase, StreamChecks):
-
     def setUp(self):
         self.log_marks = {d.n: os.path.getsize(d.stderr_path) for d in self.daemons()}
 
