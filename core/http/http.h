@@ -39,6 +39,10 @@ class BodySource {
   [[nodiscard]] virtual absl::StatusOr<size_t> Read(char* buf, size_t len) = 0;
   // Goes back to the first byte (curl may need to resend on a dead reused connection).
   [[nodiscard]] virtual absl::Status Rewind() = 0;
+  // Why the body could not be read to its end, when it could not: such a
+  // source pads the rest (so the request ends cleanly and the registry's
+  // session stays usable, to be deleted) and the request must not count.
+  virtual absl::Status failure() const { return absl::OkStatus(); }
 };
 
 struct HttpRequest {

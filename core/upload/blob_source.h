@@ -28,6 +28,13 @@ class BlobBytes {
   virtual ~BlobBytes() = default;
   // A body of bytes [start, start+len). Each range is used by one thread.
   virtual std::unique_ptr<BodySource> Range(int64_t start, int64_t len) const = 0;
+  // Called before a request whose body is [start, end of blob): a source
+  // whose bytes may still fail gets them ready and checked first, so that the
+  // last request never starts with bytes that cannot be sent (BlobStream).
+  [[nodiscard]] virtual absl::Status Prepare(int64_t start) const {
+    (void)start;
+    return absl::OkStatus();
+  }
 };
 
 class OpenedBlob : public BlobBytes {

@@ -8,7 +8,37 @@
 
 namespace regd {
 
-// A body of bytes [start, start+len) of a BlobStream.
+namespace {
+
+// Bytes of a prepared tail, from memory.
+class TailRange : public BodySource {
+ public:
+  TailRange(std::shared_ptr<const std::string> tail, size_t from, int64_t len)
+      : tail_(std::move(tail)), from_(from), len_(len) {}
+  int64_t size() const override { return len_; }
+  absl::StatusOr<size_t> Read(char* buf, size_t len) override {
+    size_t left = static_cast<size_t>(len_) - pos_;
+    size_t n = std::min(left, len);
+    std::memcpy(buf, tail_->data() + from_ + pos_, n);
+    pos_ += n;
+    return n;
+  }
+  absl::Status Rewind() override {
+    pos_ = 0;
+    return absl::OkStatus();
+  }
+
+ private:
+  const std::shared_ptr<const std::string> tail_;
+  const size_t from_;
+  const int64_t len_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+// A body of bytes [start, start+len) of a BlobStream. When the caller fails
+// mid-body, the rest is zeros and failure() says why (see BlobStream).
 class StreamRange : public BodySource {
  public:
   StreamRange(const BlobStream* stream, int64_t start, int64_t len)
@@ -18,21 +48,32 @@ class StreamRange : public BodySource {
     int64_t left = len_ - pos_;
     if (left <= 0) return 0;
     size_t want = static_cast<size_t>(std::min<int64_t>(left, static_cast<int64_t>(len)));
-    ASSIGN_OR_RETURN(size_t got, stream_->ReadAt(start_ + pos_, buf, want));
-    pos_ += static_cast<int64_t>(got);
-    return got;
+    if (failure_.ok()) {
+      absl::StatusOr<size_t> got = stream_->ReadAt(start_ + pos_, buf, want);
+      if (got.ok()) {
+        pos_ += static_cast<int64_t>(*got);
+        return *got;
+      }
+      failure_ = got.status();
+    }
+    // Padding: the request ends cleanly, and does not count.
+    std::memset(buf, 0, want);
+    pos_ += static_cast<int64_t>(want);
+    return want;
   }
   // Going back is asking the caller again (ReadAt sees the stream elsewhere).
   absl::Status Rewind() override {
     pos_ = 0;
     return absl::OkStatus();
   }
+  absl::Status failure() const override { return failure_; }
 
  private:
   const BlobStream* const stream_;
   const int64_t start_;
   const int64_t len_;
   int64_t pos_ = 0;
+  absl::Status failure_;
 };
 
 absl::StatusOr<std::unique_ptr<BlobStream>> BlobStream::Create(
@@ -66,7 +107,34 @@ BlobStream::BlobStream(Options options, std::function<void(int64_t)> ask_from,
 BlobStream::~BlobStream() = default;
 
 std::unique_ptr<BodySource> BlobStream::Range(int64_t start, int64_t len) const {
+  {
+    absl::MutexLock lock(&mu_);
+    if (tail_ != nullptr && start >= tail_start_ && start + len <= options_.size) {
+      return std::make_unique<TailRange>(tail_, static_cast<size_t>(start - tail_start_), len);
+    }
+  }
   return std::make_unique<StreamRange>(this, start, len);
+}
+
+absl::Status BlobStream::Prepare(int64_t start) const {
+  {
+    absl::MutexLock lock(&mu_);
+    if (tail_ != nullptr && start >= tail_start_) return absl::OkStatus();
+  }
+  if (start < 0 || start > options_.size || options_.size - start > kMaxTail) {
+    return absl::InternalError(absl::StrCat("cannot hold ", options_.size - start, " bytes back"));
+  }
+  auto tail = std::make_shared<std::string>(static_cast<size_t>(options_.size - start), '\0');
+  size_t have = 0;
+  while (have < tail->size()) {
+    ASSIGN_OR_RETURN(size_t n, ReadAt(start + static_cast<int64_t>(have), tail->data() + have,
+                                      tail->size() - have));
+    have += n;
+  }
+  absl::MutexLock lock(&mu_);
+  tail_start_ = start;
+  tail_ = std::move(tail);
+  return absl::OkStatus();
 }
 
 int64_t BlobStream::bytes_taken() const {

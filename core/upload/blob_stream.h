@@ -18,10 +18,18 @@
 // wait (plus the one chunk that crossed the line): Offer() returns false then,
 // and the caller's side stops reading until `on_room` is called.
 //
-// The stream hashes the bytes as they first go out, in order, and holds back
-// the blob's last bytes when the hash is not the digest the caller named: a
-// mismatch is INVALID_ARGUMENT and the registry never gets the whole blob.
-// A chunk past the declared size is INVALID_ARGUMENT at once.
+// The stream hashes the bytes as they first go out, in order. The uploader
+// sends the blob's last bytes (at most kMaxTail) in a request of their own and
+// calls Prepare() first: the tail is read from the caller into memory and the
+// whole blob's hash checked before that request starts, so a mismatch
+// (INVALID_ARGUMENT) never reaches the registry as a commit, and never cuts a
+// request short. A chunk past the declared size is INVALID_ARGUMENT.
+//
+// When the caller fails mid-request (goes away, falls silent, closes early,
+// breaks the protocol), the request's body is padded to its declared length
+// and marked failed (BodySource::failure()): the request ends cleanly, so the
+// registry keeps a session regd can still delete (distribution 2.8 refuses
+// every later request, DELETE included, for a session whose body was cut).
 //
 // Thread-safe. The uploader's reads stop (CANCELLED) when `cancelled` is set,
 // and fail with DEADLINE_EXCEEDED when the caller sends nothing for
@@ -71,6 +79,11 @@ class BlobStream : public BlobBytes {
 
   // ---- the uploader's side ----
   std::unique_ptr<BodySource> Range(int64_t start, int64_t len) const override;
+  // Reads [start, size) into memory and checks the blob's digest (at most
+  // kMaxTail bytes). Ranges within it are then served from memory.
+  [[nodiscard]] absl::Status Prepare(int64_t start) const override;
+
+  static constexpr int64_t kMaxTail = 8 << 20;
 
   int64_t size() const { return options_.size; }
   // Bytes the caller sent that went out (for tests): every pass counted.
@@ -110,6 +123,9 @@ class BlobStream : public BlobBytes {
   mutable Digester hasher_ ABSL_GUARDED_BY(mu_);
   mutable int64_t hashed_ ABSL_GUARDED_BY(mu_) = 0;  // bytes [0, hashed_) went into hasher_
   mutable bool hash_gap_ ABSL_GUARDED_BY(mu_) = false;
+  // The prepared tail: bytes [tail_start_, size).
+  mutable int64_t tail_start_ ABSL_GUARDED_BY(mu_) = -1;
+  mutable std::shared_ptr<const std::string> tail_ ABSL_GUARDED_BY(mu_);
   mutable int64_t taken_ ABSL_GUARDED_BY(mu_) = 0;
   mutable int asks_ ABSL_GUARDED_BY(mu_) = 0;
 };

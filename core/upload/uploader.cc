@@ -59,9 +59,19 @@ absl::StatusOr<HttpResponse> BlobUploader::Send(HttpRequest req,
   const bool changes_session = req.method == "PATCH" || req.method == "PUT";
   if (changes_session || req.method == "POST") req.cancel_grace = job_.cancel_grace;
   retry_after_.reset();
+  BodySource* const body = req.body_source;
+  const std::string url = req.url;
   absl::StatusOr<HttpResponse> resp =
       client_->Send(job_.who, job_.endpoint, scopes != nullptr ? *scopes : scopes_, std::move(req));
   if (changes_session) interrupted_ = !resp.ok();
+  if (resp.ok() && body != nullptr && !body->failure().ok()) {
+    // The source failed mid-body and padded it: the request ended cleanly
+    // (the session is where the answer says, and can be deleted), but it
+    // does not count, and nothing is retried: the bytes cannot come.
+    source_failed_ = true;
+    if (resp->status >= 200 && resp->status < 300) TakeLocation(*resp, url);
+    return body->failure();
+  }
   if (resp.ok()) {
     retry_after_ = RetryAfterOf(*resp, job_.clock->Now());
   } else if (Cancelled()) {
@@ -167,7 +177,23 @@ absl::Status BlobUploader::OpenSession() {
   return absl::OkStatus();
 }
 
+int64_t BlobUploader::TailStart() const {
+  if (job_.held_tail <= 0) return job_.size;
+  int64_t start = std::max<int64_t>(0, job_.size - job_.held_tail);
+  if (part_floor_ && chunk_ > 0) {
+    // No part under 5 MiB may come before the last (ECR): a short one folds
+    // into the tail.
+    const int64_t rest = start % chunk_;
+    if (rest > 0 && rest < kMinStoragePart) start -= rest;
+  }
+  return start;
+}
+
 absl::Status BlobUploader::SendMonolithic() {
+  if (absl::Status ready = job_.blob->Prepare(0); !ready.ok()) {
+    source_failed_ = true;
+    return ready;
+  }
   std::unique_ptr<BodySource> body = job_.blob->Range(0, job_.size);
   HttpRequest req;
   req.method = "PUT";
@@ -188,7 +214,7 @@ absl::Status BlobUploader::SendMonolithic() {
 }
 
 absl::Status BlobUploader::SendChunk() {
-  int64_t len = std::min(chunk_, job_.size - offset_);
+  int64_t len = std::min(chunk_, TailStart() - offset_);
   int64_t start = offset_;
   std::unique_ptr<BodySource> body = job_.blob->Range(start, len);
   HttpRequest req;
@@ -224,11 +250,27 @@ absl::Status BlobUploader::Commit() {
   req.method = "PUT";
   req.url = CommitUrl(location_, job_.digest);
   req.headers.emplace_back("Content-Type", kOctetStream);
+  // The held tail (if any) goes with the commit, once it is ready.
+  std::unique_ptr<BodySource> tail;
+  const int64_t start = offset_;
+  if (start < job_.size) {
+    if (absl::Status ready = job_.blob->Prepare(start); !ready.ok()) {
+      source_failed_ = true;
+      return ready;
+    }
+    tail = job_.blob->Range(start, job_.size - start);
+    req.body_source = tail.get();
+    req.on_upload_progress = [this, start](int64_t sent) { ReportProgress(start + sent, false); };
+  }
   // Finalising can take minutes on some registries (a storage-side move or a
   // virus scan) with no byte moving: the stall limit must not cut it off.
   req.stall_timeout = kCommitStallTimeout;
   ASSIGN_OR_RETURN(HttpResponse resp, Send(req));
-  if (resp.status == 201 || resp.status == 204) return absl::OkStatus();
+  bytes_sent_ += resp.bytes_sent;
+  if (resp.status == 201 || resp.status == 204) {
+    offset_ = job_.size;
+    return absl::OkStatus();
+  }
   if (resp.status == 400) RETURN_IF_ERROR(RefusedSmallParts());
   if (resp.status == 404) return absl::AbortedError("upload session lost (PUT answered 404)");
   if (resp.status == 416) return absl::OutOfRangeError("PUT answered 416: asking where to resume");
@@ -326,8 +368,11 @@ void BlobUploader::Abandon() {
   req.stall_timeout = kCleanupStall;
   req.total_timeout = kCleanupLimit;
   absl::StatusOr<HttpResponse> resp = client_->Send(job_.who, job_.endpoint, scopes_, std::move(req));
+  // A 404 is "already gone", except after a cut request: then it is 2.8
+  // refusing a session it still holds.
+  const bool gone = resp.ok() && resp->status == 404 && !interrupted_;
   if (!resp.ok() ||
-      (resp->status != 204 && resp->status != 202 && resp->status != 200 && resp->status != 404)) {
+      (resp->status != 204 && resp->status != 202 && resp->status != 200 && !gone)) {
     LogWarning(
         "could not delete the abandoned upload session for ", job_.digest, " in ",
         job_.repo.String(), ": ",
@@ -383,12 +428,13 @@ absl::StatusOr<LayerOutcomeKind> BlobUploader::Run() {
           "; upload it first (UploadBlob) or give its bytes")));
     } else if (location_.empty()) {
       st = OpenSession();
-    } else if (offset_ == 0 && job_.size <= std::min(job_.monolithic_threshold, chunk_)) {
+    } else if (offset_ == 0 && job_.size <= std::min(job_.monolithic_threshold, chunk_) &&
+               (job_.held_tail <= 0 || job_.size <= job_.held_tail)) {
       // One PUT, unless the registry's OCI-Chunk-Max-Length is smaller.
       st = SendMonolithic();
       done = st.ok();
       commit_failed_ = !st.ok();
-    } else if (offset_ < job_.size) {
+    } else if (offset_ < TailStart()) {
       st = SendChunk();
     } else {
       st = Commit();
@@ -406,7 +452,7 @@ absl::StatusOr<LayerOutcomeKind> BlobUploader::Run() {
       continue;
     }
     if (Cancelled() || absl::IsCancelled(st)) return Fail(absl::CancelledError("upload cancelled"));
-    if (!Retryable(st)) return Fail(st);
+    if (source_failed_ || !Retryable(st)) return Fail(st);
     refused_offset_ = absl::IsOutOfRange(st);
     if (attempt >= policy.max_attempts) {
       return Fail(absl::Status(

@@ -63,6 +63,10 @@ struct UploadJob {
   std::string mount_from;  // repository path on the same registry, or ""
   int64_t chunk_size = 16 << 20;
   int64_t monolithic_threshold = 16 << 20;
+  // When > 0, the blob's last `held_tail` bytes go in the final PUT, after
+  // blob->Prepare() (a streamed source checks its digest there): a source
+  // that can fail never fails inside the request that commits.
+  int64_t held_tail = 0;
   RetryPolicy retry;
   UploadEvents events;
   CancelFlag cancelled;
@@ -99,6 +103,8 @@ class BlobUploader {
   [[nodiscard]] absl::Status RefusedSmallParts();
   [[nodiscard]] absl::StatusOr<LayerOutcomeKind> Fail(absl::Status st);
   void Abandon();
+  // Where the held tail begins (the blob's size when none is held).
+  int64_t TailStart() const;
 
   // With `scopes` null, the push scope of the target repository.
   [[nodiscard]] absl::StatusOr<HttpResponse> Send(HttpRequest req,
@@ -129,6 +135,7 @@ class BlobUploader {
   bool commit_failed_ = false;    // a PUT ?digest= failed: HEAD before resuming
   bool landed_ = false;           // ... and the HEAD found the blob
   bool refused_offset_ = false;   // the last failure was a 416
+  bool source_failed_ = false;    // the source failed (a streaming caller): no retry
   bool chunk_refused_ = false;    // ... to a PATCH
   int64_t min_chunk_ = 1 << 20;   // the smallest chunk we shrink to
   std::optional<absl::Duration> retry_after_;

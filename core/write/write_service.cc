@@ -206,6 +206,9 @@ absl::StatusOr<LayerOutcomeKind> WriteService::RunUploader(
   job.chunk_size =
       rc != nullptr && rc->chunk_size > 0 ? rc->chunk_size : options_.default_chunk_size;
   job.monolithic_threshold = job.chunk_size;  // up to one chunk: a single PUT
+  // Bytes a caller streams may fail mid-way: their last MiB waits, checked,
+  // for the commit (see BlobStream::Prepare).
+  if (blob.streamed != nullptr) job.held_tail = 1 << 20;
   job.retry = ctx.retry;
   job.events = events;
   job.cancelled = cancelled;

@@ -145,9 +145,16 @@ struct Fixture {
         partial = out;
         return n.status();
       }
-      if (*n == 0) return out;
+      if (*n == 0) break;
       out.append(buf.data(), *n);
     }
+    // A failed body is padded to its length, so the request can end cleanly.
+    EXPECT_EQ(static_cast<int64_t>(out.size()), len);
+    if (!body->failure().ok()) {
+      partial = out;
+      return body->failure();
+    }
+    return out;
   }
 
   Caller caller;
@@ -221,16 +228,46 @@ TEST(BlobStream, ChunksAtOtherOffsetsAreDropped) {
   EXPECT_EQ(*f.ReadRange(0, static_cast<int64_t>(data.size())), data);
 }
 
-TEST(BlobStream, DigestMismatchHoldsBackTheLastBytes) {
+TEST(BlobStream, DigestMismatchNeverSendsTheLastBytes) {
   std::string data = RandomBytes(1 << 20);
   Fixture f(data, Sha256Digest("something else"), 64 << 10);
   f.Start();
   absl::StatusOr<std::string> got = f.ReadRange(0, static_cast<int64_t>(data.size()));
   ASSERT_TRUE(absl::IsInvalidArgument(got.status())) << got.status();
   EXPECT_NE(got.status().message().find("hash to"), std::string::npos);
-  EXPECT_LT(f.partial.size(), data.size());
+  // What went out ends in padding, not in the blob's last bytes.
+  EXPECT_NE(f.partial.substr(f.partial.size() - 1000), data.substr(data.size() - 1000));
   // And it stays failed.
   EXPECT_TRUE(absl::IsInvalidArgument(f.ReadRange(0, 10).status()));
+}
+
+TEST(BlobStream, PrepareChecksTheDigestBeforeTheTailGoesOut) {
+  std::string data = RandomBytes(3 << 20);
+  const int64_t tail = 1 << 20;
+  const int64_t start = static_cast<int64_t>(data.size()) - tail;
+  {
+    Fixture f(data, Sha256Digest(data), 100 << 10);
+    f.Start();
+    ASSERT_EQ(*f.ReadRange(0, start), data.substr(0, start));
+    ASSERT_TRUE(f.stream->Prepare(start).ok());
+    // Served from memory, as often as needed, with no new ask.
+    EXPECT_EQ(*f.ReadRange(start, tail), data.substr(start));
+    EXPECT_EQ(*f.ReadRange(start + 10, tail - 10), data.substr(start + 10));
+    EXPECT_EQ(f.caller.asked(), std::vector<int64_t>{0});
+  }
+  {
+    Fixture f(data, Sha256Digest("other"), 100 << 10);
+    f.Start();
+    ASSERT_TRUE(f.ReadRange(0, start).ok());
+    absl::Status ready = f.stream->Prepare(start);
+    EXPECT_TRUE(absl::IsInvalidArgument(ready)) << ready;
+  }
+  {
+    std::string big = RandomBytes(BlobStream::kMaxTail + 1);
+    Fixture f(big, Sha256Digest(big), 100 << 10);
+    f.Start();
+    EXPECT_FALSE(f.stream->Prepare(0).ok()) << "more than kMaxTail is never held";
+  }
 }
 
 TEST(BlobStream, ChunkPastTheSizeIsRefused) {

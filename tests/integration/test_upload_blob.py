@@ -63,6 +63,7 @@ T = 60        # seconds, deadline of an upload call
 T_BAD = 10    # seconds, deadline of a call that must fail fast
 MiB = 1 << 20
 CHUNK = 8 * MiB           # the daemon's --chunk_size
+TAIL = 1 * MiB            # the last bytes of a streamed blob go with the commit
 MAX_BUFFERED = 1 * MiB    # BlobStream's buffer (core/upload/blob_stream.h)
 MAX_ATTEMPTS = 6
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -637,15 +638,22 @@ class UploadTest(UploadCase):
         self.assertEqual(u.sent, size, "the caller sent each byte once\n" + why)
         self.assertEqual(u.retries(), [], why)
         self.assertLanded(repo, digest, size)
-        # What went to the registry: the whole blob once, in `patches` PATCHes.
+        # What went to the registry: the whole blob once, in `patches` PATCHes
+        # and the commit, which carries the last MiB (held back until the whole
+        # blob was hashed: a mismatch never cuts a request short).
         self.assertEqual(PROXY.upload_bytes(), size, why)
         self.assertEqual(len([e for e in ups if e.method == "PATCH"]), patches, why)
+        puts = [e for e in ups if e.method == "PUT"]
+        self.assertEqual([e.body_fwd for e in puts], [min(size, TAIL)], why)
         self.assertEqual(len([e for e in ups if e.method == "POST"]), 1, why)
         self.assertEqual(upload_sessions(REG, repo), {}, why)
         return u
 
     def test_small_blob_one_put(self):
-        self.check_upload(3 * MiB, patches=0)
+        self.check_upload(TAIL, patches=0)
+
+    def test_blob_over_the_tail_patch_then_put(self):
+        self.check_upload(3 * MiB, patches=1)
 
     def test_multi_chunk_blob(self):
         u = self.check_upload(40 * MiB, patches=5)
@@ -796,7 +804,9 @@ class FaultTest(UploadCase):
                               "request %d (%s -> %s) was followed by a blind %s\n%s"
                               % (i, e.method, e.status, ups[i + 1].method, why))
         last = [e for e in ups if e.session == ups[-1].session and e.method == "PATCH"]
-        self.assertEqual(sum(e.body_fwd for e in last), size, why)
+        final_put = [e for e in ups if e.session == ups[-1].session and e.method == "PUT"]
+        self.assertEqual(sum(e.body_fwd for e in last + final_put), size, why)
+        self.assertEqual([e.body_fwd for e in final_put], [TAIL], why)
         self.assertEqual([e.status for e in last], [202] * (size // CHUNK), why)
 
         # What reached the registry: the last session the whole blob, once; the
