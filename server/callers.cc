@@ -84,14 +84,18 @@ Callers::Callers(std::shared_ptr<const Policy> policy) : policy_(std::move(polic
 
 absl::StatusOr<Callers::Admission> Callers::Admit(grpc::CallbackServerContext* sctx) {
   Admission a;
+  const Tenant* tenant = nullptr;
+  if (policy_ != nullptr) {
+    // Who the caller is comes first: a stranger learns nothing else.
+    tenant = policy_->Identify(IdentityOf(sctx));
+    if (tenant == nullptr) {
+      return absl::UnauthenticatedError(
+          "no tenant of this gateway's policy matches the caller (send a client certificate or "
+          "\"authorization: Bearer <token>\")");
+    }
+  }
   ASSIGN_OR_RETURN(a.ctx.credentials, RegistryAuthOf(sctx));
   if (policy_ == nullptr) return a;
-  const Tenant* tenant = policy_->Identify(IdentityOf(sctx));
-  if (tenant == nullptr) {
-    return absl::UnauthenticatedError(
-        "no tenant of this gateway's policy matches the caller (send a client certificate or "
-        "\"authorization: Bearer <token>\")");
-  }
   {
     absl::MutexLock lock(&mu_);
     TenantState& st = tenants_[tenant];

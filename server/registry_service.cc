@@ -53,6 +53,25 @@ using StreamWork = std::function<absl::Status(CallContext&)>;
 // caller is refused or no worker can take it: the stream has then ended with
 // that status (Complete was called).
 template <typename Reactor>
+bool LaunchAdmitted(Executor* executor, Reactor* reactor, const char* method, std::string subject,
+                    absl::Time start, Callers::Admission admitted, StreamWork work) {
+  auto call = std::make_shared<Callers::Admission>(std::move(admitted));
+  call->ctx.cancelled = reactor->cancelled();
+  auto status = std::make_shared<absl::Status>();
+  absl::Status submitted = executor->Submit(
+      [status, call, method, subject, start, work = std::move(work)] {
+        *status = Logged(method, call->ctx.caller, subject, start, work(call->ctx));
+        call->slot.reset();  // the tenant's slot is free before the reply goes
+      },
+      [reactor, status] { reactor->Complete(*status); });
+  if (!submitted.ok()) {
+    reactor->Complete(Logged(method, call->ctx.caller, subject, start, submitted));
+    return false;
+  }
+  return true;
+}
+
+template <typename Reactor>
 bool LaunchStream(Callers* callers, Executor* executor, grpc::CallbackServerContext* sctx,
                   Reactor* reactor, const char* method, std::string subject, StreamWork work) {
   absl::Time start = absl::Now();
@@ -61,19 +80,8 @@ bool LaunchStream(Callers* callers, Executor* executor, grpc::CallbackServerCont
     reactor->Complete(Logged(method, "", subject, start, admitted.status()));
     return false;
   }
-  auto call = std::make_shared<Callers::Admission>(*std::move(admitted));
-  call->ctx.cancelled = reactor->cancelled();
-  auto status = std::make_shared<absl::Status>();
-  absl::Status submitted = executor->Submit(
-      [status, call, method, subject, start, work = std::move(work)] {
-        *status = Logged(method, call->ctx.caller, subject, start, work(call->ctx));
-      },
-      [reactor, status] { reactor->Complete(*status); });
-  if (!submitted.ok()) {
-    reactor->Complete(Logged(method, call->ctx.caller, subject, start, submitted));
-    return false;
-  }
-  return true;
+  return LaunchAdmitted(executor, reactor, method, std::move(subject), start,
+                        *std::move(admitted), std::move(work));
 }
 
 template <typename Reactor>
@@ -102,8 +110,13 @@ class UploadBlobReactor
       : StreamReactor([](const v1::UploadBlobEvent& e) { return Class{"", e.has_progress()}; }),
         engine_(engine),
         executor_(executor),
-        callers_(callers),
-        sctx_(sctx) {
+        start_(absl::Now()),
+        admitted_(callers->Admit(sctx)) {
+    // The caller is admitted (or refused) before anything it sends is read.
+    if (!admitted_.ok()) {
+      Complete(Logged("UploadBlob", "", "", start_, admitted_.status()));
+      return;
+    }
     absl::MutexLock lock(&read_mu_);
     reading_ = true;
     StartRead(&req_);
@@ -173,8 +186,8 @@ class UploadBlobReactor
       return false;
     }
     stream_ = *std::move(stream);
-    return LaunchStream(callers_, executor_, sctx_, this, "UploadBlob",
-                absl::StrCat(repo_, "@", spec_.digest), [this](CallContext& ctx) -> absl::Status {
+    return LaunchAdmitted(executor_, this, "UploadBlob", absl::StrCat(repo_, "@", spec_.digest),
+                start_, *std::move(admitted_), [this](CallContext& ctx) -> absl::Status {
                   ctx.retry = retry_;
                   ctx.events.on_progress = [this](const std::string&, int64_t c, int64_t t) {
                     Push(ProgressEvent(c, t));
@@ -204,8 +217,8 @@ class UploadBlobReactor
 
   Engine* const engine_;
   Executor* const executor_;
-  Callers* const callers_;
-  grpc::CallbackServerContext* const sctx_;
+  const absl::Time start_;
+  absl::StatusOr<Callers::Admission> admitted_;  // moved into the call at its start
   absl::Mutex read_mu_;
   v1::UploadBlobRequest req_;  // the read in flight's target
   bool reading_ ABSL_GUARDED_BY(read_mu_) = false;
@@ -236,6 +249,7 @@ grpc::ServerUnaryReactor* RegistryService::RunUnary(grpc::CallbackServerContext*
   absl::Status submitted = executor_->Submit(
       [status, call, method, subject, start, work = std::move(work)] {
         *status = Logged(method, call->ctx.caller, subject, start, work(call->ctx));
+        call->slot.reset();  // the tenant's slot is free before the reply goes
       },
       [reactor, status] { reactor->Finish(ToGrpcStatus(*status)); });
   if (!submitted.ok()) {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/json.h"
+#include "core/registry/paths.h"
 #include "core/status_macros.h"
 #include "core/text.h"
 #include "rapidjson/document.h"
@@ -150,7 +151,7 @@ absl::StatusOr<std::vector<Challenge>> Authenticator::Ping(const Endpoint& ep,
   HttpRequest req;
   req.cancelled = cancelled;
   req.method = "GET";
-  req.url = absl::StrCat(ep.base_url, "/v2/");
+  req.url = absl::StrCat(ep.base_url, PingPath());
   req.ca_bundle = ep.ca_bundle;
   req.max_body = 64 << 10;
   req.total_timeout = kAuthRequestLimit;

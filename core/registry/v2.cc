@@ -26,25 +26,6 @@ std::vector<std::string> PullOf(const Repository& repo) { return {PullScope(repo
 
 }  // namespace
 
-std::string ManifestPath(const Repository& repo, absl::string_view reference) {
-  return absl::StrCat("/v2/", repo.path, "/manifests/", reference);
-}
-std::string BlobPath(const Repository& repo, absl::string_view digest) {
-  return absl::StrCat("/v2/", repo.path, "/blobs/", digest);
-}
-std::string UploadsPath(const Repository& repo) {
-  return absl::StrCat("/v2/", repo.path, "/blobs/uploads/");
-}
-std::string MountPath(const Repository& repo, absl::string_view digest,
-                      absl::string_view from_path) {
-  return absl::StrCat(UploadsPath(repo), "?mount=", UrlEncode(digest),
-                      "&from=", UrlEncode(from_path));
-}
-std::string CommitUrl(absl::string_view location, absl::string_view digest) {
-  const char* sep = location.find('?') == absl::string_view::npos ? "?" : "&";
-  return absl::StrCat(location, sep, "digest=", UrlEncode(digest));
-}
-
 std::optional<absl::Duration> RetryAfterOf(const HttpResponse& resp, absl::Time now) {
   std::optional<std::string> value = resp.Header("retry-after");
   if (!value.has_value()) return std::nullopt;

@@ -26,19 +26,11 @@
 #include "core/config.h"
 #include "core/reference/reference.h"
 #include "core/registry/client.h"
+#include "core/registry/paths.h"
 #include "core/retry/retry.h"
 #include "core/upload/types.h"
 
 namespace regd {
-
-// ---- paths, relative to the registry's base URL ----
-std::string ManifestPath(const Repository& repo, absl::string_view reference);
-std::string BlobPath(const Repository& repo, absl::string_view digest);
-std::string UploadsPath(const Repository& repo);
-std::string MountPath(const Repository& repo, absl::string_view digest,
-                      absl::string_view from_path);
-// An upload session's Location with ?digest= (or &digest=) appended.
-std::string CommitUrl(absl::string_view location, absl::string_view digest);
 
 // The answer's Retry-After as a wait from `now`, when it has a parseable one.
 std::optional<absl::Duration> RetryAfterOf(const HttpResponse& resp, absl::Time now);

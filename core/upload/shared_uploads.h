@@ -1,9 +1,12 @@
 // SharedUploads: the table of blob uploads in flight, so that concurrent
 // writers of one blob to one registry send its bytes once.
 //
-// The first caller for a (registry, digest) key becomes the leader and uploads;
-// later callers become followers: they receive the leader's progress and its
-// outcome. A follower whose leader failed may lead a new attempt itself.
+// The first caller for a key becomes the leader and uploads; later callers
+// become followers: they receive the leader's outcome (and its progress, when
+// they push to the same repository). A follower whose leader failed may lead a
+// new attempt itself. The WriteService's key is registry|digest|size|
+// credential identity: callers share only uploads made with the very
+// credentials they brought.
 //
 // Thread-safe. Flights are shared_ptr-owned by the table and by every
 // participant; the table forgets a flight when its leader finishes.

@@ -654,6 +654,8 @@ absl::StatusOr<Descriptor> WriteService::PushImage(const CallContext& ctx, const
 absl::StatusOr<Descriptor> WriteService::PushIndex(const CallContext& ctx, const PushIndexSpec& spec) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(spec.ref));
   RETURN_IF_ERROR(ctx.Allow(ref.repo, Action::kPush));
+  // It reads the manifests it indexes (and their configs) too.
+  RETURN_IF_ERROR(ctx.Allow(ref.repo, Action::kPull));
   if (spec.manifests.empty())
     return absl::InvalidArgumentError("an index needs at least one manifest");
   if (spec.manifests.size() > static_cast<size_t>(options_.max_index_entries)) {
