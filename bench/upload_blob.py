@@ -302,17 +302,18 @@ class UploadBench:
                 os.sync()
                 reg_cpu0 = B.proc_cpu_seconds(reg.proc.pid)
                 cpu0 = B.proc_cpu_seconds(pid)
-                errors = []
+                errors, done = [], []  # done: the files whose upload succeeded
                 with Sampler(pid) as smp:
                     t0 = time.monotonic()
                     procs = [self.client(d.address, ["upload", "-digest", dg,
                                                      "%s/%s" % (reg.host, repo), p])
                              for p, dg, _ in files]
                     clients = []
-                    for (p, tfile, out), (path, dg, size) in zip(procs, files):
+                    for (p, tfile, out), f in zip(procs, files):
                         try:
-                            clients.append(self.finish(p, tfile, out, dg, size,
-                                                       os.path.basename(path)))
+                            clients.append(self.finish(p, tfile, out, f[1], f[2],
+                                                       os.path.basename(f[0])))
+                            done.append(f)
                         except Exception as e:  # noqa: BLE001 (reported)
                             errors.append(str(e))
                     wall = time.monotonic() - t0
@@ -323,7 +324,9 @@ class UploadBench:
                 rc = d.stop(check=False)
                 if rc != 0:
                     errors.append("regd exited with %s after SIGTERM" % rc)
-            for path, dg, size in files:
+            failed = len(errors)
+            # A stream that said UPLOADED must have its blob on the registry.
+            for path, dg, size in done:
                 try:
                     self.verify(reg, repo, dg, size)
                 except Exception as e:  # noqa: BLE001
@@ -332,8 +335,8 @@ class UploadBench:
             return Run(streams=len(files), flags=" ".join(flags) or "(defaults)",
                        blob_size=files[0][2], total=total, wall=wall, cpu=cpu,
                        registry_cpu=reg_cpu, rss_kb=hwm, sampled_rss_kb=smp.rss_kb,
-                       threads=smp.threads, idle_kb=idle, errors=errors,
-                       uploaded=len(clients),
+                       threads=smp.threads, idle_kb=idle, errors=errors, failed=failed,
+                       uploaded=len(clients), uploaded_bytes=sum(s for _, _, s in done),
                        client_walls=sorted(c.client_wall for c in clients),
                        client_rss_kb=max([c.client_rss_kb for c in clients] or [0]))
         finally:
@@ -402,13 +405,14 @@ def render(args, size, per_run, mem, env_notes):
         first = mem[0]
         add("Memory: %d concurrent UploadBlob streams (%d Go `upload -digest` processes) of "
             "distinct %.0f MiB blobs (%.0f MiB in all) to one repository, one regd; "
-            "%d run(s) per row, the worst peak and the median wall reported."
+            "%d run(s) per row, the worst peak and the median wall reported; aggregate "
+            "MiB/s counts only the blobs that were UPLOADED."
             % (first.streams, first.streams, first.blob_size / MiB, first.total / MiB,
                args.memory_runs))
         add("")
         add("| streams | regd flags | wall s | aggregate MiB/s | regd CPU s | "
             "regd peak RSS MiB (VmHWM) | regd RSS sampled max MiB | regd threads peak | "
-            "uploaded | errors |")
+            "streams UPLOADED per run | errors (first) |")
         add("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
         rows = {}
         for r in mem:
@@ -421,9 +425,10 @@ def render(args, size, per_run, mem, env_notes):
             errs = [e for r in rs for e in r.errors]
             add("| %d | %s | %.2f | %.0f | %.2f | %.1f | %.1f | %d | %s | %s |" % (
                 rs[0].streams, flags, wall,
-                rs[0].total / MiB / wall, statistics.median(r.cpu for r in rs), hwm,
+                statistics.median(r.uploaded_bytes / MiB / r.wall for r in rs),
+                statistics.median(r.cpu for r in rs), hwm,
                 max(r.sampled_rss_kb for r in rs) / 1024.0, max(r.threads for r in rs),
-                "/".join("%d" % r.uploaded for r in rs),
+                ", ".join("%d" % r.uploaded for r in rs),
                 ("%d: %s" % (len(errs), errs[0][:300].replace("|", "/"))) if errs
                 else "none"))
         add("")
@@ -436,16 +441,17 @@ def render(args, size, per_run, mem, env_notes):
                 % (TARGET_RSS_MIB, first.streams, flags, hwm,
                    "PASS" if hwm < TARGET_RSS_MIB else "FAIL"))
         add("")
-        add("Per run (wall s / regd peak RSS MiB / threads peak / client walls min-median-max s):")
+        add("Per run (wall s / regd peak RSS MiB / threads peak / client walls min-median-max s "
+            "/ streams that failed):")
         add("")
-        add("| regd flags | run | wall / RSS / threads | clients | errors |")
+        add("| regd flags | run | wall / RSS / threads | clients | failed |")
         add("| --- | ---: | --- | --- | ---: |")
         for flags, rs in rows.items():
             for i, r in enumerate(rs):
                 cw = r.client_walls or [0]
                 add("| %s | %d | %.2f / %.1f / %d | %.2f-%.2f-%.2f | %d |" % (
                     flags, i + 1, r.wall, r.rss_kb / 1024.0,
-                    r.threads, cw[0], statistics.median(cw), cw[-1], len(r.errors)))
+                    r.threads, cw[0], statistics.median(cw), cw[-1], r.failed))
     if env_notes:
         add("")
         add(env_notes)
@@ -569,9 +575,12 @@ def main(argv):
                     r = bench.many(files, flags)
                     mem.append(r)
                     log("memory run %d/%d (%s): wall %.2fs rss %.1fMiB (sampled %.1f) "
-                        "threads %d errors %d (load %s)"
+                        "threads %d failed %d/%d (load %s)"
                         % (i + 1, args.memory_runs, r.flags, r.wall, r.rss_kb / 1024.0,
-                           r.sampled_rss_kb / 1024.0, r.threads, len(r.errors), loadavg()))
+                           r.sampled_rss_kb / 1024.0, r.threads, r.failed, r.streams,
+                           loadavg()))
+                    for e in r.errors[:3]:
+                        log("  %s" % e)
         env_notes += " Load average at the end: %s." % loadavg()
         text = render(args, size, per_run, mem, env_notes)
         sys.stdout.write(text)

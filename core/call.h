@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "core/auth/credentials.h"
@@ -46,6 +47,9 @@ struct CallContext {
   // The policy check: OK or PERMISSION_DENIED for `action` on `repo`. Null:
   // everything is allowed (no --policy).
   std::function<absl::Status(const Repository& repo, Action action)> authorize;
+  // Where this call's file sources may be read from; unset: the daemon's
+  // --allowed_paths (no policy). A tenant's own list under a policy.
+  std::optional<std::vector<std::string>> allowed_paths;
 
   bool Cancelled() const { return cancelled && cancelled->load(); }
   [[nodiscard]] absl::Status Allow(const Repository& repo, Action action) const {

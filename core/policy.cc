@@ -23,6 +23,7 @@ namespace {
 // Bounds on the policy file and what it holds.
 constexpr size_t kMaxPolicyBytes = 1 << 20;
 constexpr int kMaxPolicyDepth = 8;  // {tenants:[{allow:[{actions:[…]}]}]} is 5
+constexpr size_t kMaxAllowedPaths = 64;
 constexpr size_t kMaxTenants = 1024;
 constexpr size_t kMaxRulesPerTenant = 1024;
 constexpr size_t kMaxNameLength = 64;
@@ -303,6 +304,21 @@ std::string NormaliseRegistry(absl::string_view registry) {
     ASSIGN_OR_RETURN(t->docker_config, StringValue(v, where));
     return CheckDockerConfig(t->docker_config, where);
   }
+  if (key == "allowed_paths") {
+    if (!v.IsArray() || v.Size() > kMaxAllowedPaths) {
+      return Bad(where, absl::StrCat("must be an array of at most ", kMaxAllowedPaths, " directories"));
+    }
+    for (rapidjson::SizeType i = 0; i < v.Size(); ++i) {
+      const std::string at = absl::StrCat(where, "[", i, "]");
+      ASSIGN_OR_RETURN(std::string dir, StringValue(v[i], at));
+      if (dir.empty() || dir.front() != '/') return Bad(at, "must be an absolute path");
+      if (HasControlOrSpace(dir, /*allow_space=*/true)) {
+        return Bad(at, "must not contain control characters");
+      }
+      t->allowed_paths.push_back(std::move(dir));
+    }
+    return absl::OkStatus();
+  }
   if (key == "max_concurrent_calls") {
     if (!v.IsInt() || v.GetInt() < 1 || v.GetInt() > kMaxConcurrentCalls) {
       return Bad(where, absl::StrCat("must be an integer between 1 and ", kMaxConcurrentCalls));
@@ -316,7 +332,7 @@ std::string NormaliseRegistry(absl::string_view registry) {
 bool IsTenantKey(absl::string_view key) {
   return key == "name" || key == "client_cert_cn" || key == "client_cert_uri_san" ||
          key == "token_sha256" || key == "allow" || key == "docker_config" ||
-         key == "max_concurrent_calls";
+         key == "max_concurrent_calls" || key == "allowed_paths";
 }
 
 [[nodiscard]] absl::StatusOr<Tenant> ParseTenant(const rapidjson::Value& v, size_t index) {

@@ -8,6 +8,7 @@
 //      "token_sha256": "<64 hex>",          //   (hex SHA-256 of a bearer token)
 //      "allow": [{"prefix": "registry.example.com/team-a/", "actions": ["pull", "push"]}],
 //      "docker_config": "/etc/regd/tenants/team-a.json",   // optional
+//      "allowed_paths": ["/shared/team-a"],                  // optional
 //      "max_concurrent_calls": 32}                        // optional
 //   ]}
 // Unknown keys, wrong types, duplicate names or identities, and prefixes that
@@ -48,6 +49,10 @@ struct Tenant {
   std::string token_sha256;  // lower-case hex
   std::vector<AllowRule> allow;
   std::string docker_config;     // a docker config.json for this tenant; "" none
+  // Directories its file sources (BlobSource.path, OciLayout.path) may be read
+  // from. Under a policy only these count (not --allowed_paths): a tenant
+  // without any has no file sources, so no tenant reads another's files.
+  std::vector<std::string> allowed_paths;
   int max_concurrent_calls = 0;  // 0: no limit of its own
 };
 

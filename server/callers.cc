@@ -82,6 +82,15 @@ Callers::Callers(std::shared_ptr<const Policy> policy) : policy_(std::move(polic
   }
 }
 
+absl::Status Callers::Recognise(grpc::CallbackServerContext* sctx) const {
+  if (policy_ == nullptr || policy_->Identify(IdentityOf(sctx)) != nullptr) {
+    return absl::OkStatus();
+  }
+  return absl::UnauthenticatedError(
+      "no tenant of this gateway's policy matches the caller (send a client certificate or "
+      "\"authorization: Bearer <token>\")");
+}
+
 absl::StatusOr<Callers::Admission> Callers::Admit(grpc::CallbackServerContext* sctx) {
   Admission a;
   const Tenant* tenant = nullptr;
@@ -111,6 +120,7 @@ absl::StatusOr<Callers::Admission> Callers::Admit(grpc::CallbackServerContext* s
     --tenants_[tenant].running;
   });
   a.ctx.caller = tenant->name;
+  a.ctx.allowed_paths = tenant->allowed_paths;
   const Policy* policy = policy_.get();
   a.ctx.authorize = [policy, tenant](const Repository& repo, Action action) {
     return policy->Check(*tenant, repo, action);

@@ -43,6 +43,9 @@ class Callers {
   explicit Callers(std::shared_ptr<const Policy> policy);
 
   [[nodiscard]] absl::StatusOr<Admission> Admit(grpc::CallbackServerContext* sctx);
+  // Only whether the caller is someone (a tenant, or anyone without a
+  // policy): UNAUTHENTICATED otherwise. Takes no slot.
+  [[nodiscard]] absl::Status Recognise(grpc::CallbackServerContext* sctx) const;
 
   bool has_policy() const { return policy_ != nullptr; }
 

@@ -110,11 +110,13 @@ class UploadBlobReactor
       : StreamReactor([](const v1::UploadBlobEvent& e) { return Class{"", e.has_progress()}; }),
         engine_(engine),
         executor_(executor),
-        start_(absl::Now()),
-        admitted_(callers->Admit(sctx)) {
-    // The caller is admitted (or refused) before anything it sends is read.
-    if (!admitted_.ok()) {
-      Complete(Logged("UploadBlob", "", "", start_, admitted_.status()));
+        callers_(callers),
+        sctx_(sctx),
+        start_(absl::Now()) {
+    // A stranger is refused before anything it sends is read; a tenant takes
+    // its slot with its start message (a stream that never starts holds none).
+    if (absl::Status known = callers->Recognise(sctx); !known.ok()) {
+      Complete(Logged("UploadBlob", "", "", start_, known));
       return;
     }
     absl::MutexLock lock(&read_mu_);
@@ -156,6 +158,7 @@ class UploadBlobReactor
         return;
       }
     }
+    if (ended_) return;  // the call has its outcome: read no more
     reading_ = true;
     StartRead(&req_);
   }
@@ -186,8 +189,8 @@ class UploadBlobReactor
       return false;
     }
     stream_ = *std::move(stream);
-    return LaunchAdmitted(executor_, this, "UploadBlob", absl::StrCat(repo_, "@", spec_.digest),
-                start_, *std::move(admitted_), [this](CallContext& ctx) -> absl::Status {
+    return LaunchStream(callers_, executor_, sctx_, this, "UploadBlob",
+                absl::StrCat(repo_, "@", spec_.digest), [this](CallContext& ctx) -> absl::Status {
                   ctx.retry = retry_;
                   ctx.events.on_progress = [this](const std::string&, int64_t c, int64_t t) {
                     Push(ProgressEvent(c, t));
@@ -197,10 +200,16 @@ class UploadBlobReactor
                     ToProto(n, e.mutable_retry());
                     Push(std::move(e));
                   };
-                  ASSIGN_OR_RETURN(LayerOutcome out,
-                                   engine_->UploadStream(ctx, repo_, spec_, stream_.get()));
+                  absl::StatusOr<LayerOutcome> out =
+                      engine_->UploadStream(ctx, repo_, spec_, stream_.get());
+                  {
+                    // No read starts after this: the call is about to end.
+                    absl::MutexLock lock(&read_mu_);
+                    ended_ = true;
+                  }
+                  if (!out.ok()) return out.status();
                   v1::UploadBlobEvent e;
-                  ToProto(out, e.mutable_result());
+                  ToProto(*out, e.mutable_result());
                   Push(std::move(e));
                   return absl::OkStatus();
                 });
@@ -217,8 +226,9 @@ class UploadBlobReactor
 
   Engine* const engine_;
   Executor* const executor_;
+  Callers* const callers_;
+  grpc::CallbackServerContext* const sctx_;
   const absl::Time start_;
-  absl::StatusOr<Callers::Admission> admitted_;  // moved into the call at its start
   absl::Mutex read_mu_;
   v1::UploadBlobRequest req_;  // the read in flight's target
   bool reading_ ABSL_GUARDED_BY(read_mu_) = false;

@@ -64,15 +64,20 @@ class StreamReactor : public Base {
     if (start) this->StartWrite(&current_);
   }
 
-  // Queues `msg` once the queue has room; false when the client is gone.
-  bool PushBlocking(Msg msg) {
+  // Queues `msg` once the queue has room; false when the client is gone, or
+  // has read nothing for `stalled` (a reader that stopped reading must not
+  // hold a worker, a tenant slot and a registry connection forever).
+  bool PushBlocking(Msg msg, absl::Duration stalled = absl::Minutes(2)) {
     bool start = false;
     {
       absl::MutexLock lock(&mu_);
       auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return client_gone_ || queue_.size() < max_blocking_queue_;
       };
-      mu_.Await(absl::Condition(&room));
+      if (!mu_.AwaitWithTimeout(absl::Condition(&room), stalled)) {
+        cancelled_->store(true);
+        return false;
+      }
       if (client_gone_) return false;
       queue_.push_back(Entry{Class{}, std::move(msg)});
       start = TakeNextLocked();

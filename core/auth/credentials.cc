@@ -323,6 +323,9 @@ absl::StatusOr<ResolvedCredentials> CredentialChain::Resolve(const std::string& 
 }
 
 void CredentialChain::Invalidate(const std::string& registry) const {
+  // The call's own credentials were refused: nothing the stores hold is to
+  // blame (and a caller must not make everyone's helpers run again).
+  if (own != nullptr && (own->registry.empty() || own->registry == registry)) return;
   if (tenant != nullptr) tenant->Invalidate(registry);
   if (daemon != nullptr) daemon->Invalidate(registry);
 }

@@ -115,7 +115,9 @@ absl::StatusOr<Repository> SplitName(absl::string_view input, absl::string_view 
   absl::string_view path = name;
   if (is_domain) {
     RETURN_IF_ERROR(ValidateDomain(input, first));
-    repo.registry = std::string(first);
+    // Host names are case-insensitive: one spelling, so that settings,
+    // upload slots, credentials and the tenant policy all see the same name.
+    repo.registry = absl::AsciiStrToLower(first);
     path = name.substr(slash + 1);
     if (repo.registry == "index.docker.io" || repo.registry == kDockerHubApiHost) {
       repo.registry = std::string(kDockerHubDomain);

@@ -48,6 +48,7 @@ class StreamRange : public BodySource {
     int64_t left = len_ - pos_;
     if (left <= 0) return 0;
     size_t want = static_cast<size_t>(std::min<int64_t>(left, static_cast<int64_t>(len)));
+    if (pos_ == 0) stream_->StartPacing();
     if (failure_.ok()) {
       absl::StatusOr<size_t> got = stream_->ReadAt(start_ + pos_, buf, want);
       if (got.ok()) {
@@ -169,6 +170,26 @@ bool BlobStream::Offer(int64_t offset, std::string data) {
   return true;
 }
 
+void BlobStream::StartPacing() const {
+  absl::MutexLock lock(&mu_);
+  window_start_ = absl::Now();
+  window_bytes_ = 0;
+}
+
+absl::Status BlobStream::CheckPaceLocked() const {
+  const absl::Time now = absl::Now();
+  if (window_start_ == absl::InfinitePast()) window_start_ = now;
+  if (now - window_start_ < options_.window) return absl::OkStatus();
+  if (window_bytes_ < options_.min_bytes_per_window) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "the caller sent ", window_bytes_, " bytes in ", absl::FormatDuration(options_.window),
+        " while regd waited for them (at least ", options_.min_bytes_per_window, " are needed)"));
+  }
+  window_start_ = now;
+  window_bytes_ = 0;
+  return absl::OkStatus();
+}
+
 void BlobStream::CallerDone() {
   absl::MutexLock lock(&mu_);
   caller_done_ = true;
@@ -180,7 +201,6 @@ void BlobStream::CallerError(absl::Status st) {
 }
 
 absl::StatusOr<size_t> BlobStream::ReadAt(int64_t at, char* buf, size_t len) const {
-  absl::Time idle_since = absl::Now();
   mu_.Lock();
   while (true) {
     if (!error_.ok()) {
@@ -201,10 +221,11 @@ absl::StatusOr<size_t> BlobStream::ReadAt(int64_t at, char* buf, size_t len) con
       ++asks_;
       const bool resume = paused_;
       paused_ = false;
+      window_start_ = absl::Now();  // the caller gets a whole window to answer
+      window_bytes_ = 0;
       mu_.Unlock();
       if (ask_from_) ask_from_(at);
       if (resume && on_room_) on_room_();
-      idle_since = absl::Now();
       mu_.Lock();
       continue;
     }
@@ -215,11 +236,9 @@ absl::StatusOr<size_t> BlobStream::ReadAt(int64_t at, char* buf, size_t len) con
           "the caller closed its side of the stream at offset ", at, " of ", options_.size,
           " bytes; send every byte and keep the stream open until the result"));
     }
-    if (absl::Now() - idle_since > options_.idle_timeout) {
+    if (absl::Status pace = CheckPaceLocked(); !pace.ok()) {
       mu_.Unlock();
-      return absl::DeadlineExceededError(
-          absl::StrCat("the caller sent no bytes for ", absl::FormatDuration(options_.idle_timeout),
-                       " (at offset ", at, ")"));
+      return pace;
     }
     auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return !queue_.empty() || caller_done_ || !error_.ok();
@@ -257,6 +276,7 @@ absl::StatusOr<size_t> BlobStream::ReadAt(int64_t at, char* buf, size_t len) con
   buffered_ -= n;
   at_ += static_cast<int64_t>(n);
   taken_ += static_cast<int64_t>(n);
+  window_bytes_ += static_cast<int64_t>(n);
   const bool resume = paused_ && buffered_ < options_.max_buffered / 2;
   if (resume) paused_ = false;
   mu_.Unlock();

@@ -32,8 +32,14 @@
 // every later request, DELETE included, for a session whose body was cut).
 //
 // Thread-safe. The uploader's reads stop (CANCELLED) when `cancelled` is set,
-// and fail with DEADLINE_EXCEEDED when the caller sends nothing for
-// `idle_timeout` while bytes are wanted.
+// and fail with DEADLINE_EXCEEDED when, while bytes are wanted, the caller
+// sends less than `min_bytes_per_window` in a `window`: a caller cannot hold a
+// registry session open by trickling, and the request in flight is padded
+// and ended by regd, well before curl's own stall limit would cut it.
+//
+// Bytes the caller sends again after a registry fault (send_from below what
+// was already hashed) are not hashed again: for those, the registry's own
+// check of the digest at the commit is what stands.
 #ifndef REGD_CORE_UPLOAD_BLOB_STREAM_H_
 #define REGD_CORE_UPLOAD_BLOB_STREAM_H_
 
@@ -59,7 +65,8 @@ class BlobStream : public BlobBytes {
     int64_t size = 0;
     std::string digest;  // "sha256:..." (validated by the caller of Create)
     size_t max_buffered = 1 << 20;  // about two chunks of a typical caller
-    absl::Duration idle_timeout = absl::Seconds(60);
+    absl::Duration window = absl::Seconds(20);
+    int64_t min_bytes_per_window = 64 << 10;
   };
   // `ask_from(offset)` asks the caller to send from `offset` (it must not
   // block; called on the uploader's thread). `on_room` is called (likewise)
@@ -99,6 +106,10 @@ class BlobStream : public BlobBytes {
   // Copies up to `len` bytes at blob offset `at` into `buf`, asking the
   // caller to resend when the stream is elsewhere; blocks for data.
   [[nodiscard]] absl::StatusOr<size_t> ReadAt(int64_t at, char* buf, size_t len) const;
+  // A new request starts reading: the caller's pace is measured from now.
+  void StartPacing() const;
+  // Too slow a caller: the status to fail with, else OK (and the window rolls).
+  absl::Status CheckPaceLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   struct Chunk {
     std::string data;
@@ -127,6 +138,9 @@ class BlobStream : public BlobBytes {
   mutable int64_t tail_start_ ABSL_GUARDED_BY(mu_) = -1;
   mutable std::shared_ptr<const std::string> tail_ ABSL_GUARDED_BY(mu_);
   mutable int64_t taken_ ABSL_GUARDED_BY(mu_) = 0;
+  // Pace of the caller while bytes are wanted (see Options::window).
+  mutable absl::Time window_start_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  mutable int64_t window_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   mutable int asks_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

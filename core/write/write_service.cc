@@ -1,6 +1,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <optional>
 #include <system_error>
 #include <thread>
 
@@ -119,11 +120,12 @@ absl::StatusOr<WriteService::PreparedBlob> WriteService::PrepareBlob(const CallC
     return p;
   }
   if (spec.path.has_value()) {
-    ASSIGN_OR_RETURN(UniqueFd fd, OpenBeneathRoots(*spec.path, options_.allowed_paths));
+    RETURN_IF_ERROR(FileSourcesAllowed(ctx));
+    const std::vector<std::string>& roots = RootsFor(ctx);
+    ASSIGN_OR_RETURN(UniqueFd fd, OpenBeneathRoots(*spec.path, roots));
     ASSIGN_OR_RETURN(p.blob, OpenedBlob::FromFd(std::move(fd), *spec.path));
     p.identity = p.blob->identity();
-    p.reopen = [path = *spec.path,
-                roots = options_.allowed_paths]() -> absl::StatusOr<std::unique_ptr<OpenedBlob>> {
+    p.reopen = [path = *spec.path, roots]() -> absl::StatusOr<std::unique_ptr<OpenedBlob>> {
       ASSIGN_OR_RETURN(UniqueFd fd, OpenBeneathRoots(path, roots));
       return OpenedBlob::FromFd(std::move(fd), path);
     };
@@ -214,7 +216,15 @@ absl::StatusOr<LayerOutcomeKind> WriteService::RunUploader(
   job.cancelled = cancelled;
   job.clock = registries_->clock();
   job.cancel_grace = options_.upload_cancel_grace;
-  ASSIGN_OR_RETURN(RegistrySlots::Slot slot, slots_.Acquire(repo.registry, cancelled));
+  // The registry's upload slots pace the uploads regd drives from files and
+  // inline data. A streamed upload goes at its caller's pace (each stream is
+  // one call, under the caller's own limits): it takes no slot, so a caller
+  // trickling bytes holds up nobody else's uploads.
+  std::optional<RegistrySlots::Slot> slot;
+  if (blob.streamed == nullptr) {
+    ASSIGN_OR_RETURN(RegistrySlots::Slot taken, slots_.Acquire(repo.registry, cancelled));
+    slot.emplace(std::move(taken));
+  }
   BlobUploader uploader(registries_->client(), std::move(job));
   return uploader.Run();
 }
@@ -392,12 +402,27 @@ absl::StatusOr<LayerOutcome> WriteService::UploadStream(const CallContext& ctx,
 
 // ------------------------------------------------------------ PushImage ----
 
-absl::StatusOr<WriteService::PushPlan> WriteService::PlanFromLayout(const PushImageSpec& spec) {
+absl::Status WriteService::FileSourcesAllowed(const CallContext& ctx) const {
+  if (ctx.allowed_paths.has_value() && ctx.allowed_paths->empty()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "tenant \"", ctx.caller,
+        "\" has no allowed_paths in the policy: send the bytes (UploadBlob, inline data)"));
+  }
+  return absl::OkStatus();
+}
+
+const std::vector<std::string>& WriteService::RootsFor(const CallContext& ctx) const {
+  return ctx.allowed_paths.has_value() ? *ctx.allowed_paths : options_.allowed_paths;
+}
+
+absl::StatusOr<WriteService::PushPlan> WriteService::PlanFromLayout(const CallContext& ctx,
+                                                                   const PushImageSpec& spec) {
   // Every file of the layout is opened beneath the layout directory, which is
   // itself opened beneath an allowed root.
+  RETURN_IF_ERROR(FileSourcesAllowed(ctx));
   auto dir = std::make_shared<LayoutDir>();
   ASSIGN_OR_RETURN(
-      dir->fd, OpenBeneathRoots(spec.layout_path, options_.allowed_paths, FileKind::kDirectory));
+      dir->fd, OpenBeneathRoots(spec.layout_path, RootsFor(ctx), FileKind::kDirectory));
   dir->shown = ForMessage(spec.layout_path);
   absl::StatusOr<UniqueFd> marker_fd = dir->Open("oci-layout");
   absl::StatusOr<std::string> marker =
@@ -627,7 +652,7 @@ absl::StatusOr<Descriptor> WriteService::PushImage(const CallContext& ctx, const
   RETURN_IF_ERROR(ctx.Allow(ref.repo, Action::kPush));
   PushPlan plan;
   if (!spec.layout_path.empty()) {
-    ASSIGN_OR_RETURN(plan, PlanFromLayout(spec));
+    ASSIGN_OR_RETURN(plan, PlanFromLayout(ctx, spec));
   } else {
     ASSIGN_OR_RETURN(plan, PlanFromImage(ctx, spec));
   }

@@ -126,7 +126,12 @@ class WriteService {
   [[nodiscard]] absl::StatusOr<LayerOutcomeKind> RunUploader(
       const CallContext& ctx, const Repository& repo, const PreparedBlob& blob,
       const std::string& mount_from, const UploadEvents& events, const CancelFlag& cancelled);
-  [[nodiscard]] absl::StatusOr<PushPlan> PlanFromLayout(const PushImageSpec& spec);
+  [[nodiscard]] absl::StatusOr<PushPlan> PlanFromLayout(const CallContext& ctx,
+                                                        const PushImageSpec& spec);
+  // The directories `ctx`'s file sources may be read from.
+  const std::vector<std::string>& RootsFor(const CallContext& ctx) const;
+  // PERMISSION_DENIED for a tenant whose policy grants no file sources.
+  [[nodiscard]] absl::Status FileSourcesAllowed(const CallContext& ctx) const;
   [[nodiscard]] absl::StatusOr<PushPlan> PlanFromImage(const CallContext& ctx,
                                                        const PushImageSpec& spec);
   [[nodiscard]] absl::Status UploadAll(const CallContext& ctx, const Repository& repo,

@@ -120,13 +120,13 @@ std::string RandomBytes(size_t n, unsigned seed = 7) {
 
 struct Fixture {
   Fixture(std::string data, std::string digest, size_t chunk, size_t max_buffered = 1 << 20,
-          absl::Duration idle = absl::Seconds(10))
+          absl::Duration window = absl::Seconds(10))
       : caller(data, chunk), cancelled(NewCancelFlag()) {
     BlobStream::Options o;
     o.size = static_cast<int64_t>(data.size());
     o.digest = std::move(digest);
     o.max_buffered = max_buffered;
-    o.idle_timeout = idle;
+    o.window = window;
     auto s = BlobStream::Create(
         o, [this](int64_t off) { caller.AskFrom(off); }, [this] { caller.Room(); }, cancelled);
     EXPECT_TRUE(s.ok()) << s.status();

@@ -100,6 +100,25 @@ TEST(PolicyParse, ValidPolicyWithAllThreeIdentityKinds) {
   EXPECT_EQ(c.allow[1].prefix, "docker.io/ci/");
 }
 
+TEST(PolicyParse, AllowedPathsAreTheTenantsOwn) {
+  std::unique_ptr<Policy> p = MustParse(
+      R"({"tenants": [{"name": "a", "token_sha256": ")" + TokenHash("t") +
+      R"(", "allow": [{"prefix": "reg.example.com/a/", "actions": ["push"]}],
+           "allowed_paths": ["/shared/a", "/data/a"]}]})");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->tenants()[0].allowed_paths, (std::vector<std::string>{"/shared/a", "/data/a"}));
+  std::unique_ptr<Policy> none = MustParse(ValidPolicy());
+  EXPECT_TRUE(none->tenants()[0].allowed_paths.empty()) << "absent: no file sources";
+  for (const char* bad : {R"("allowed_paths": "/x")", R"("allowed_paths": ["relative"])",
+                          R"("allowed_paths": [""])", R"("allowed_paths": [1])"}) {
+    std::string msg =
+        ErrorOf(R"({"tenants": [{"name": "a", "token_sha256": ")" + TokenHash("t") +
+                R"(", "allow": [{"prefix": "reg.example.com/a/", "actions": ["push"]}], )" +
+                bad + "}]}");
+    EXPECT_NE(msg.find("allowed_paths"), std::string::npos) << bad << ": " << msg;
+  }
+}
+
 TEST(PolicyParse, DockerConfigMustBeReadableJsonObject) {
   char tmpl[] = "/tmp/regd-policy-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);

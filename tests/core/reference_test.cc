@@ -52,7 +52,7 @@ INSTANTIATE_TEST_SUITE_P(
         ValidCase{"ghcr.io/owner/repo:v1.2.3", "ghcr.io", "owner/repo", "v1.2.3", ""},
         ValidCase{"my-registry.example.com/team/app", "my-registry.example.com", "team/app",
                   "latest", ""},
-        ValidCase{"Registry.Example.com/a", "Registry.Example.com", "a", "latest", ""},
+        ValidCase{"Registry.Example.com/a", "registry.example.com", "a", "latest", ""},
         ValidCase{"a.b/c/d/e/f/g", "a.b", "c/d/e/f/g", "latest", ""},
         ValidCase{"repo_name/with__double", "docker.io", "repo_name/with__double", "latest", ""},
         ValidCase{"a/b-c---d", "docker.io", "a/b-c---d", "latest", ""},
@@ -65,7 +65,7 @@ INSTANTIATE_TEST_SUITE_P(
         ValidCase{"[::1]:5000/app", "[::1]:5000", "app", "latest", ""},
         ValidCase{"host:443/p", "host:443", "p", "latest", ""},
         // Upper case in the first component makes it a registry, as in docker.
-        ValidCase{"UPPER/case", "UPPER", "case", "latest", ""}));
+        ValidCase{"UPPER/case", "upper", "case", "latest", ""}));
 
 class InvalidReference : public ::testing::TestWithParam<const char*> {};
 
@@ -127,6 +127,18 @@ TEST(Digest, Validation) {
   EXPECT_FALSE(ValidateDigest("sha512:" + std::string(64, 'a')).ok());
   EXPECT_FALSE(ValidateDigest("nocolon").ok());
   EXPECT_FALSE(ValidateDigest("md5:d41d8cd98f00b204e9800998ecf8427e").ok());
+}
+
+TEST(Reference, RegistryHostIsCaseInsensitive) {
+  // One spelling of a host, so that settings, slots, credentials and the
+  // tenant policy all agree on it.
+  absl::StatusOr<Reference> r = ParseReference("REG.Example.com:5000/team/app:v1");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->repo.registry, "reg.example.com:5000");
+  r = ParseReference("INDEX.DOCKER.IO/alpine");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->repo.registry, "docker.io");
+  EXPECT_EQ(r->repo.path, "library/alpine");
 }
 
 }  // namespace

@@ -140,6 +140,12 @@ def docker_config(host, user, password):
         ("%s:%s" % (user, password)).encode()).decode()}}}
 
 
+def files_dir(name):
+    d = os.path.join(ENV.workdir, "files-" + name)
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
 def token_policy():
     good = write_json("tenant-basic-creds.json", docker_config(BASIC.host, *BASIC_USER))
     wrong = write_json("tenant-basic-wrong.json",
@@ -154,7 +160,8 @@ def token_policy():
     return {"tenants": [
         tenant("team-a", [{"prefix": PLAIN.host + "/team-a", "actions": rw},
                           {"prefix": PROXY.host + "/team-a/", "actions": rw},
-                          {"prefix": "LocalHost:%d/mixed" % PLAIN.port, "actions": ["pull"]}]),
+                          {"prefix": "LocalHost:%d/mixed" % PLAIN.port, "actions": ["pull"]}],
+               allowed_paths=[files_dir("a")]),
         tenant("team-b", [{"prefix": PLAIN.host + "/team-b/", "actions": rw},
                           {"prefix": PROXY.host + "/team-b/", "actions": rw}]),
         # Upper-case hex: the hash is compared case-insensitively.
@@ -564,6 +571,31 @@ class TokenTenantTest(PolicyCase):
         self.assertFalse(a.exists("localhost:%d/mixed/x:v1" % PLAIN.port))
         self.assertDenied(CODE.PERMISSION_DENIED, a.exists,
                           "localhost:%d/mixedx/x:v1" % PLAIN.port)
+
+
+class FileSourcesTest(PolicyCase):
+    def write_file(self, who, repo, path):
+        return Stream(who.stub.WriteLayer(
+            pb.WriteLayerRequest(repo=repo, layer=pb.BlobSource(path=path), retry=retry()),
+            timeout=T, metadata=who.metadata))
+
+    def test_file_sources_only_beneath_the_tenants_own_paths(self):
+        data = random_bytes(4096, uniq("file"))
+        mine = os.path.join(files_dir("a"), uniq("layer"))
+        theirs = os.path.join(files_dir("b"), uniq("layer"))
+        for p in (mine, theirs):
+            with open(p, "wb") as f:
+                f.write(data)
+        a, b = tenant("team-a"), tenant("team-b")
+        s = self.write_file(a, "%s/team-a/%s" % (PLAIN.host, uniq("f")), mine)
+        self.assertLayerStream(s, len(data), "UPLOADED")
+        # Another tenant's files are not the tenant's, --allowed_paths or not.
+        self.assertStreamFails(self.write_file(a, "%s/team-a/%s" % (PLAIN.host, uniq("f")),
+                                               theirs), CODE.PERMISSION_DENIED)
+        # A tenant the policy gives no paths has no file sources at all.
+        self.assertStreamFails(self.write_file(b, "%s/team-b/%s" % (PLAIN.host, uniq("f")),
+                                               theirs), CODE.PERMISSION_DENIED,
+                               ['tenant "team-b" has no allowed_paths'])
 
 
 class MountAndUploadTest(PolicyCase):
