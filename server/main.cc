@@ -1,4 +1,5 @@
 // regd: an OCI/Docker registry client daemon over gRPC.
+#include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -49,6 +50,9 @@ ABSL_FLAG(std::vector<std::string>, allowed_registries, {},
 ABSL_FLAG(int64_t, inline_memory, 64 << 20,
           "Bytes of inline blob data (BlobSource.data) all calls together may hold; past it "
           "calls get RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, stream_window, 1 << 20,
+          "Bytes a caller may send on one stream ahead of what regd has read (HTTP/2 window); "
+          "bounds memory per UploadBlob, and per-stream throughput to about window / RTT");
 ABSL_FLAG(int64_t, grpc_memory, 64 << 20,
           "Memory gRPC may use for calls in flight (its resource quota): past it, gRPC slows "
           "callers down or refuses new calls (UNAVAILABLE)");
@@ -127,6 +131,10 @@ constexpr absl::Duration kTeardownLimit = absl::Seconds(5);
   if (o.tls.refresh < absl::Seconds(1)) {
     return absl::InvalidArgumentError("--tls_refresh must be at least 1s");
   }
+  o.stream_window_bytes = absl::GetFlag(FLAGS_stream_window);
+  if (o.stream_window_bytes < (64 << 10) || o.stream_window_bytes > (64 << 20)) {
+    return absl::InvalidArgumentError("--stream_window must be between 65536 and 67108864");
+  }
   o.grpc_memory_bytes = absl::GetFlag(FLAGS_grpc_memory);
   if (o.grpc_memory_bytes < (16 << 20)) {
     return absl::InvalidArgumentError("--grpc_memory must be at least 16777216 (16 MiB)");
@@ -191,6 +199,13 @@ constexpr absl::Duration kTeardownLimit = absl::Seconds(5);
 }
 
 int Run(int argc, char** argv) {
+  // Blob bytes pass through in ~1 MiB buffers (gRPC messages, stream
+  // queues). glibc would raise its mmap threshold after the first such free
+  // and keep every later buffer on per-thread heaps that never shrink: a
+  // fixed threshold gives them back to the system as soon as they go, and
+  // few arenas keep idle threads from each pinning their own.
+  mallopt(M_MMAP_THRESHOLD, 256 << 10);
+  mallopt(M_ARENA_MAX, 4);
   absl::SetProgramUsageMessage("regd: OCI/Docker registry client over gRPC (regd.v1.Registry)");
   absl::ParseCommandLine(argc, argv);
 

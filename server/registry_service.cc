@@ -130,7 +130,11 @@ class UploadBlobReactor
     reading_ = false;
     if (!ok) {  // half-closed, or gone
       ended_ = true;
-      if (stream_ != nullptr) {
+      if (stream_ != nullptr && sctx_->IsCancelled()) {
+        // Gone (or reset by gRPC), not done: the upload is cancelled, not
+        // blamed on a caller that "closed early".
+        cancelled()->store(true);
+      } else if (stream_ != nullptr) {
         stream_->CallerDone();
       } else {
         Complete(absl::InvalidArgumentError("the stream ended before its start message"));

@@ -88,6 +88,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(ServerOptions opti
   grpc::ResourceQuota quota("regd");
   quota.Resize(static_cast<size_t>(options.grpc_memory_bytes));
   builder.SetResourceQuota(quota);
+  // What a caller may send ahead of what regd has read, per stream: fixed.
+  // gRPC's BDP probing would grow it to many MiB per stream, which an
+  // UploadBlob that waits on its registry cannot use, and which fills the
+  // quota until gRPC resets streams at random (ENHANCE_YOUR_CALM).
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
+                             static_cast<int>(options.stream_window_bytes));
   s->grpc_server_ = builder.BuildAndStart();
   if (s->grpc_server_ == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen,

@@ -31,6 +31,9 @@ struct ServerOptions {
   int max_concurrent_calls = 1024;
   // Memory gRPC may use for calls in flight (its ResourceQuota).
   int64_t grpc_memory_bytes = 64 << 20;
+  // Bytes a caller may send on one stream ahead of what regd has read (the
+  // HTTP/2 window). Per stream throughput is at most about window / RTT.
+  int64_t stream_window_bytes = 1 << 20;
   ListenerTls tls;
   // Tenants and what they may do (--policy); null: every caller, as before.
   std::shared_ptr<const Policy> policy;

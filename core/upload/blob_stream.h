@@ -64,7 +64,7 @@ class BlobStream : public BlobBytes {
   struct Options {
     int64_t size = 0;
     std::string digest;  // "sha256:..." (validated by the caller of Create)
-    size_t max_buffered = 1 << 20;  // about two chunks of a typical caller
+    size_t max_buffered = 512 << 10;  // the stream pauses at this, and resumes at half
     absl::Duration window = absl::Seconds(20);
     int64_t min_bytes_per_window = 64 << 10;
   };
