@@ -17,14 +17,16 @@ Throughput: one blob of --size-mib random bytes, three ways, interleaved run
 by run, median of --runs:
   upload          `regd-example upload REPO FILE`: UploadBlob; the client
                   hashes the file first (the digest is required in `start`),
-                  then streams it in 1 MiB chunks.
+                  then streams it in 1 MiB chunks. It hashes with OpenSSL's
+                  libcrypto through cgo (client-examples/go/sha256_openssl.go);
+                  built without cgo it falls back to Go 1.19's crypto/sha256,
+                  which has no SHA-NI code and is about 3x slower here.
   upload -digest  the same with the digest given: no hashing in the client.
   write-layer     `regd-example write-layer REPO FILE`: WriteLayer with a path
                   source and no digest; the daemon hashes the file, then
                   reads it again to upload it.
 and, for reference, the Python example's `upload REPO FILE` (it hashes with
-hashlib, i.e. OpenSSL, like the daemon; Go 1.19's crypto/sha256 has no SHA-NI
-code and is about 3x slower here).
+hashlib, i.e. OpenSSL, like the daemon and the Go example).
 Wall is the client process's, from exec to exit (hashing included); CPU and
 peak RSS of the daemon from /proc/PID/stat and VmHWM (a fresh daemon per run,
 so its startup is included), its thread count sampled every 20 ms.

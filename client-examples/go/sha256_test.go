@@ -50,3 +50,21 @@ func TestSHA256MatchesCryptoSHA256(t *testing.T) {
 		}
 	}
 }
+
+// A read error ends fileDigest with that error (and its reader goroutine).
+func TestFileDigestReadError(t *testing.T) {
+	if _, _, err := fileDigest(t.TempDir()); err == nil {
+		t.Error("fileDigest of a directory: no error")
+	}
+}
+
+// go test -bench SHA256 . (and CGO_ENABLED=0 go test -bench SHA256 . for Go's).
+func BenchmarkSHA256(b *testing.B) {
+	buf := make([]byte, mib)
+	h := newSHA256()
+	b.SetBytes(int64(len(buf)))
+	for i := 0; i < b.N; i++ {
+		h.Write(buf)
+	}
+	h.Sum(nil)
+}
