@@ -44,9 +44,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineOptions options) {
     if (!rc.credentials_file.empty()) co.credentials_files[name] = rc.credentials_file;
   }
   e->credentials_ = std::make_unique<CredentialStore>(std::move(co), clock);
-  e->auth_ = std::make_unique<Authenticator>(e->transport_.get(), clock, e->egress_.get());
-  e->client_ =
-      std::make_unique<RegistryClient>(e->transport_.get(), e->auth_.get(), e->egress_.get());
+  e->auth_ = std::make_unique<Authenticator>(e->transport_.get(), clock, e->egress_.get(),
+                                             options.observer);
+  e->client_ = std::make_unique<RegistryClient>(e->transport_.get(), e->auth_.get(),
+                                                e->egress_.get(), options.observer);
   e->registries_ = std::make_unique<Registries>(std::move(options.registries), e->client_.get(),
                                                 e->credentials_.get(), clock);
   e->reads_ = std::make_unique<ReadService>(e->registries_.get());

@@ -30,6 +30,7 @@
 #include "core/config.h"
 #include "core/http/egress.h"
 #include "core/http/http.h"
+#include "core/observer.h"
 #include "core/read/read_service.h"
 #include "core/registry/client.h"
 #include "core/registry/registries.h"
@@ -64,6 +65,8 @@ struct EngineOptions {
   // Entries of a PushIndex, and layers of a PushImage.
   int max_index_entries = 1024;
   int max_image_layers = 4096;
+  // Hears what the core does (metrics); null: nobody. Must outlive the Engine.
+  Observer* observer = nullptr;
   // Injected for tests; null: real ones.
   std::shared_ptr<Transport> transport_override;
   Clock* clock = nullptr;

@@ -118,6 +118,17 @@ absl::StatusOr<BearerToken> ParseTokenResponse(absl::string_view body) {
   return tok;
 }
 
+absl::StatusOr<HttpResponse> Authenticator::Exchange(const Endpoint& ep,
+                                                     absl::string_view operation,
+                                                     const HttpRequest& req) {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<HttpResponse> resp = transport_->Send(req);
+  observer_->RegistryRequest(ep.registry, operation, req.method, resp.ok() ? resp->status : 0,
+                             absl::Now() - start, resp.ok() ? resp->bytes_sent : 0,
+                             resp.ok() ? static_cast<int64_t>(resp->body.size()) : 0);
+  return resp;
+}
+
 std::string PullScope(const std::string& repo_path) {
   return absl::StrCat("repository:", repo_path, ":pull");
 }
@@ -125,9 +136,11 @@ std::string PushScope(const std::string& repo_path) {
   return absl::StrCat("repository:", repo_path, ":push,pull");
 }
 
-Authenticator::Authenticator(Transport* transport, Clock* clock, const EgressPolicy* egress)
+Authenticator::Authenticator(Transport* transport, Clock* clock, const EgressPolicy* egress,
+                             Observer* observer)
     : transport_(transport),
       clock_(clock),
+      observer_(observer != nullptr ? observer : NullObserver()),
       egress_(egress),
       tokens_(clock) {}
 
@@ -155,7 +168,7 @@ absl::StatusOr<std::vector<Challenge>> Authenticator::Ping(const Endpoint& ep,
   req.ca_bundle = ep.ca_bundle;
   req.max_body = 64 << 10;
   req.total_timeout = kAuthRequestLimit;
-  ASSIGN_OR_RETURN(HttpResponse resp, transport_->Send(req));
+  ASSIGN_OR_RETURN(HttpResponse resp, Exchange(ep, "ping", req));
   if (resp.status == 401) {
     std::vector<Challenge> out;
     for (const std::string& h : resp.Headers("www-authenticate")) {
@@ -346,7 +359,9 @@ absl::StatusOr<BearerToken> Authenticator::FetchToken(const Endpoint& ep, const 
     }
   }
   req.total_timeout = kAuthRequestLimit;
-  ASSIGN_OR_RETURN(HttpResponse resp, transport_->Send(req));
+  absl::StatusOr<HttpResponse> sent = Exchange(ep, "token", req);
+  observer_->TokenFetch(ep.registry, sent.ok() && sent->status == 200);
+  ASSIGN_OR_RETURN(HttpResponse resp, std::move(sent));
   if (resp.status != 200) return TokenError(ep, resp);
   absl::StatusOr<BearerToken> tok = ParseTokenResponse(resp.body);
   if (!tok.ok()) {

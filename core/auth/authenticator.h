@@ -26,6 +26,7 @@
 #include "core/config.h"
 #include "core/http/egress.h"
 #include "core/http/http.h"
+#include "core/observer.h"
 
 namespace regd {
 
@@ -40,7 +41,9 @@ std::string PushScope(const std::string& repo_path);
 class Authenticator {
  public:
   // `egress` (may be null: no policy) vets token realms; it must outlive this.
-  Authenticator(Transport* transport, Clock* clock, const EgressPolicy* egress = nullptr);
+  // `observer` (may be null) hears of pings and token fetches.
+  Authenticator(Transport* transport, Clock* clock, const EgressPolicy* egress = nullptr,
+                Observer* observer = nullptr);
 
   // The Authorization header value for a request to `ep` that needs `scopes`
   // (push scope first), or "" when the registry needs none.
@@ -91,8 +94,14 @@ class Authenticator {
   static std::string TokenKey(const std::string& registry, const std::string& identity,
                               const std::vector<std::string>& scopes);
 
+  // Sends one request of the auth flow (`operation`: ping or token), reported.
+  [[nodiscard]] absl::StatusOr<HttpResponse> Exchange(const Endpoint& ep,
+                                                      absl::string_view operation,
+                                                      const HttpRequest& req);
+
   Transport* const transport_;
   Clock* const clock_;
+  Observer* const observer_;
   const EgressPolicy* const egress_;
   TokenCache tokens_;
   absl::Mutex mu_;

@@ -117,7 +117,12 @@ absl::StatusOr<Repository> SplitName(absl::string_view input, absl::string_view 
     RETURN_IF_ERROR(ValidateDomain(input, first));
     // Host names are case-insensitive: one spelling, so that settings,
     // upload slots, credentials and the tenant policy all see the same name.
-    repo.registry = absl::AsciiStrToLower(first);
+    // Not for a bare upper-case label ("UPPER/case"): only its case makes it
+    // a registry, and lower-cased it would name a Docker Hub repository.
+    const std::string lower = absl::AsciiStrToLower(first);
+    const bool still_a_domain =
+        lower.find_first_of(".:") != std::string::npos || lower == "localhost";
+    repo.registry = still_a_domain ? lower : std::string(first);
     path = name.substr(slash + 1);
     if (repo.registry == "index.docker.io" || repo.registry == kDockerHubApiHost) {
       repo.registry = std::string(kDockerHubDomain);

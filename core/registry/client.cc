@@ -2,10 +2,12 @@
 
 #include <limits>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "core/json.h"
 #include "core/status_macros.h"
 #include "core/text.h"
@@ -85,6 +87,37 @@ absl::Status StatusFromHttp(const HttpResponse& resp, absl::string_view what,
   }
 }
 
+absl::StatusOr<HttpResponse> RegistryClient::Exchange(const Endpoint& ep, HttpRequest& req) {
+  // Streamed bodies are counted as they arrive; buffered ones at the end.
+  int64_t streamed = 0;
+  std::function<bool(long, absl::string_view)> sink = req.on_body;
+  if (sink) {
+    req.on_body = [&sink, &streamed](long status, absl::string_view data) {
+      streamed += static_cast<int64_t>(data.size());
+      return sink(status, data);
+    };
+  }
+  const absl::Time start = absl::Now();
+  absl::StatusOr<HttpResponse> resp = transport_->Send(req);
+  if (sink) req.on_body = std::move(sink);
+  const absl::Duration took = absl::Now() - start;
+  const absl::string_view op = RegistryOperationOf(req.url);
+  if (!resp.ok()) {
+    observer_->RegistryRequest(ep.registry, op, req.method, 0, took, 0, streamed);
+    return resp;
+  }
+  observer_->RegistryRequest(ep.registry, op, req.method, resp->status, took, resp->bytes_sent,
+                             streamed + static_cast<int64_t>(resp->body.size()));
+  if (std::optional<std::string> left = resp->Header("ratelimit-remaining")) {
+    // "42" or "42;w=21600" (Docker Hub): the number before any ';'.
+    double n = 0;
+    if (absl::SimpleAtod(absl::StripAsciiWhitespace(left->substr(0, left->find(';'))), &n)) {
+      observer_->RateLimitRemaining(ep.registry, n);
+    }
+  }
+  return resp;
+}
+
 absl::StatusOr<HttpResponse> RegistryClient::Send(const CredentialChain& who, const Endpoint& ep,
                                                   const std::vector<std::string>& scopes,
                                                   HttpRequest req) {
@@ -106,7 +139,7 @@ absl::StatusOr<HttpResponse> RegistryClient::Send(const CredentialChain& who, co
       if (!authorization.empty()) req.headers.emplace_back("Authorization", authorization);
     }
     if (req.body_source != nullptr && attempt > 0) RETURN_IF_ERROR(req.body_source->Rewind());
-    ASSIGN_OR_RETURN(HttpResponse resp, transport_->Send(req));
+    ASSIGN_OR_RETURN(HttpResponse resp, Exchange(ep, req));
     if (resp.status != 401 || attempt > 0 || !same_origin) return resp;
     // A 401 from a host we were redirected to (a storage host) says nothing
     // about the registry's auth: its challenge must never replace ours.

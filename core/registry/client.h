@@ -21,6 +21,7 @@
 #include "core/config.h"
 #include "core/http/egress.h"
 #include "core/http/http.h"
+#include "core/observer.h"
 
 namespace regd {
 
@@ -44,8 +45,13 @@ std::optional<int64_t> BytesHeldFromRange(absl::string_view range);
 class RegistryClient {
  public:
   // `egress` (may be null: no policy) must outlive the client.
-  RegistryClient(Transport* transport, Authenticator* auth, const EgressPolicy* egress = nullptr)
-      : transport_(transport), auth_(auth), egress_(egress) {}
+  // `observer` (may be null) hears of every exchange.
+  RegistryClient(Transport* transport, Authenticator* auth, const EgressPolicy* egress = nullptr,
+                 Observer* observer = nullptr)
+      : transport_(transport),
+        auth_(auth),
+        egress_(egress),
+        observer_(observer != nullptr ? observer : NullObserver()) {}
 
   // `req.url` may be a path ("/v2/...") on `ep`, or absolute (a Location).
   // Returns any HTTP status; transport errors are UNAVAILABLE. The egress
@@ -58,11 +64,16 @@ class RegistryClient {
 
   Transport* transport() const { return transport_; }
   Authenticator* authenticator() const { return auth_; }
+  Observer* observer() const { return observer_; }
 
  private:
+  // One exchange, timed and reported to the observer.
+  [[nodiscard]] absl::StatusOr<HttpResponse> Exchange(const Endpoint& ep, HttpRequest& req);
+
   Transport* const transport_;
   Authenticator* const auth_;
   const EgressPolicy* const egress_;
+  Observer* const observer_;
 };
 
 }  // namespace regd

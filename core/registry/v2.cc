@@ -54,8 +54,9 @@ absl::StatusOr<HttpResponse> RegistryApi::SendIdempotent(
     std::optional<absl::Duration> after =
         resp.ok() ? RetryAfterOf(*resp, clock_->Now()) : std::nullopt;
     absl::Duration wait = NextRetryWait(policy, attempt, after, retry_after_cap);
+    absl::Status why = resp.ok() ? StatusFromHttp(*resp, req.method) : resp.status();
+    client_->observer()->Retry(RetryReason(why));
     if (on_retry) {
-      absl::Status why = resp.ok() ? StatusFromHttp(*resp, req.method) : resp.status();
       on_retry(RetryNotice{attempt, policy.max_attempts, std::string(why.message()), wait});
     }
     if (!SleepUnlessCancelled(wait, cancelled_.get())) return absl::CancelledError("cancelled");

@@ -33,6 +33,21 @@ struct BlobSpec {
 
 enum class LayerOutcomeKind { kUploaded, kExisted, kMounted, kShared };
 
+// "uploaded", "existed", "mounted", "shared".
+inline absl::string_view OutcomeName(LayerOutcomeKind k) {
+  switch (k) {
+    case LayerOutcomeKind::kUploaded:
+      return "uploaded";
+    case LayerOutcomeKind::kExisted:
+      return "existed";
+    case LayerOutcomeKind::kMounted:
+      return "mounted";
+    case LayerOutcomeKind::kShared:
+      return "shared";
+  }
+  return "uploaded";
+}
+
 struct LayerOutcome {
   Descriptor descriptor;
   LayerOutcomeKind outcome = LayerOutcomeKind::kUploaded;

@@ -461,6 +461,7 @@ absl::StatusOr<LayerOutcomeKind> BlobUploader::Run() {
     absl::Duration wait = NextRetryWait(policy, attempt, retry_after_);
     // Session-level hiccups (416, lost session) resume at once.
     if (absl::IsOutOfRange(st)) wait = absl::ZeroDuration();
+    if (job_.observer != nullptr) job_.observer->Retry(RetryReason(st));
     if (job_.events.on_retry) {
       job_.events.on_retry(
           RetryNotice{attempt, policy.max_attempts, std::string(st.message()), wait});

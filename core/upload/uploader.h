@@ -60,6 +60,7 @@ struct UploadJob {
   // that would need bytes fails with FAILED_PRECONDITION instead.
   const BlobBytes* blob = nullptr;
   CredentialChain who;  // the calling caller's credentials
+  Observer* observer = nullptr;  // hears of retries; null: none
   std::string mount_from;  // repository path on the same registry, or ""
   int64_t chunk_size = 16 << 20;
   int64_t monolithic_threshold = 16 << 20;

@@ -220,20 +220,43 @@ absl::StatusOr<LayerOutcomeKind> WriteService::RunUploader(
   // inline data. A streamed upload goes at its caller's pace (each stream is
   // one call, under the caller's own limits): it takes no slot, so a caller
   // trickling bytes holds up nobody else's uploads.
+  Observer* observer = registries_->client()->observer();
+  job.observer = observer;
   std::optional<RegistrySlots::Slot> slot;
   if (blob.streamed == nullptr) {
+    const absl::Time asked = absl::Now();
     ASSIGN_OR_RETURN(RegistrySlots::Slot taken, slots_.Acquire(repo.registry, cancelled));
+    const absl::Duration waited = absl::Now() - asked;
+    if (waited > absl::Milliseconds(1)) observer->UploadSlotWaited(waited);
     slot.emplace(std::move(taken));
   }
   BlobUploader uploader(registries_->client(), std::move(job));
-  return uploader.Run();
+  observer->UploadsInFlight(+1);
+  absl::StatusOr<LayerOutcomeKind> kind = uploader.Run();
+  observer->UploadsInFlight(-1);
+  return kind;
 }
 
 absl::StatusOr<LayerOutcome> WriteService::UploadPrepared(const CallContext& ctx,
-                                                    const Repository& repo,
-                                                    const PreparedBlob& blob,
-                                                    const UploadEvents& events,
-                                                    const CancelFlag& cancelled) {
+                                                          const Repository& repo,
+                                                          const PreparedBlob& blob,
+                                                          const UploadEvents& events,
+                                                          const CancelFlag& cancelled) {
+  absl::StatusOr<LayerOutcome> out = UploadOnce(ctx, repo, blob, events, cancelled);
+  Observer* observer = registries_->client()->observer();
+  if (out.ok()) {
+    observer->BlobOutcome(OutcomeName(out->outcome));
+  } else {
+    observer->BlobOutcome(absl::IsCancelled(out.status()) ? "cancelled" : "failed");
+  }
+  return out;
+}
+
+absl::StatusOr<LayerOutcome> WriteService::UploadOnce(const CallContext& ctx,
+                                                      const Repository& repo,
+                                                      const PreparedBlob& blob,
+                                                      const UploadEvents& events,
+                                                      const CancelFlag& cancelled) {
   const int64_t size = blob.descriptor.size;
   LayerOutcome out;
   out.descriptor = blob.descriptor;
@@ -283,6 +306,7 @@ absl::StatusOr<LayerOutcome> WriteService::UploadPrepared(const CallContext& ctx
         // The caller whose upload we shared failed or was cancelled: we take
         // over. Progress starts again, so say why first.
         if (handovers + 1 >= policy.max_attempts) return leader;
+        registries_->client()->observer()->Retry("handover");
         if (events.on_retry) {
           events.on_retry(RetryNotice{handovers + 1, policy.max_attempts,
                                       absl::StrCat("the shared upload of another caller failed (",

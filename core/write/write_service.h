@@ -117,6 +117,12 @@ class WriteService {
                                                             const PreparedBlob& blob,
                                                             const UploadEvents& events,
                                                             const CancelFlag& cancelled);
+  // UploadPrepared without the outcome's report.
+  [[nodiscard]] absl::StatusOr<LayerOutcome> UploadOnce(const CallContext& ctx,
+                                                        const Repository& repo,
+                                                        const PreparedBlob& blob,
+                                                        const UploadEvents& events,
+                                                        const CancelFlag& cancelled);
   // UploadPrepared for a planned blob, opening its file first when needed.
   [[nodiscard]] absl::StatusOr<LayerOutcome> OpenAndUpload(const CallContext& ctx,
                                                            const Repository& repo,

@@ -65,7 +65,7 @@ INSTANTIATE_TEST_SUITE_P(
         ValidCase{"[::1]:5000/app", "[::1]:5000", "app", "latest", ""},
         ValidCase{"host:443/p", "host:443", "p", "latest", ""},
         // Upper case in the first component makes it a registry, as in docker.
-        ValidCase{"UPPER/case", "upper", "case", "latest", ""}));
+        ValidCase{"UPPER/case", "UPPER", "case", "latest", ""}));
 
 class InvalidReference : public ::testing::TestWithParam<const char*> {};
 

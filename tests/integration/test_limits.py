@@ -560,8 +560,13 @@ class InlineBudgetTest(LimitsCase):
         proxy = ENV.enter(FaultProxy(REG.host))
         # ~1 s an upload, so that the calls overlap.
         proxy.add_fault("throttle", path=r"/blobs/uploads/", times=None, rate=4 * MiB)
+        # gRPC must be able to take in the 32 requests (128 MiB) for regd's own
+        # budget to be what refuses them: at a smaller quota gRPC's reclaimer
+        # resets streams at random, budget holders included (also
+        # RESOURCE_EXHAUSTED, but not what this test is about).
         d = self.start_daemon("regd-inline", insecure_registries=[proxy.host],
-                              extra_args=["--inline_memory=%d" % (16 * MiB)])
+                              extra_args=["--inline_memory=%d" % (16 * MiB),
+                                          "--grpc_memory=%d" % (144 * MiB)])
         repo = "limits/" + uniq("inline")
         full_repo = "%s/%s" % (proxy.host, repo)
         # How many 4 MiB calls fit at once on a fresh daemon (however regd counts them).
