@@ -26,8 +26,8 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DREGD_BUILD_TESTS=OFF \
- && cmake --build build --target regd \
- && install -m 0755 build/server/regd /usr/local/bin/regd
+ && cmake --build build --target regd regdctl \
+ && install -m 0755 build/server/regd build/cli/regdctl /usr/local/bin/
 
 FROM debian:12-slim AS runtime
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -44,8 +44,11 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid regd --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin regd
 COPY --from=build /usr/local/bin/regd /usr/local/bin/regd
+# The CLI, for people exec'ing into the container (it needs no library regd does not):
+#   docker exec -it CONTAINER regdctl health
+COPY --from=build /usr/local/bin/regdctl /usr/local/bin/regdctl
 # Fail the build, not the first pod, if a shared library is missing.
-RUN if ldd /usr/local/bin/regd | grep 'not found'; then exit 1; fi
+RUN if ldd /usr/local/bin/regd /usr/local/bin/regdctl | grep 'not found'; then exit 1; fi
 # Numeric, so Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001
 EXPOSE 50051

@@ -611,7 +611,7 @@ start_daemon() {
   local name=$1 bin=${REGD_BIN:-$repo_root/build/server/regd} pid
   shift
   [[ -x $bin ]] || bail "no regd binary at $bin (build it, or set REGD_BIN)"
-  "$bin" "$@" --ready_file="$work/$name.ready" >"$work/$name.log" 2>&1 &
+  "$bin" "$@" --drain_delay=0s --ready_file="$work/$name.ready" >"$work/$name.log" 2>&1 &
   pid=$!
   pids+=("$pid")
   for _ in $(seq 300); do

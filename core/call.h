@@ -14,6 +14,8 @@
 #ifndef REGD_CORE_CALL_H_
 #define REGD_CORE_CALL_H_
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -40,6 +42,11 @@ struct CallContext {
   PushEvents events;
   // Who is calling, for logs: the tenant's name, or "" without a policy.
   std::string caller;
+  // The request id (the caller's x-request-id, or one regd made): on every
+  // log line about this call.
+  std::string request_id;
+  // Blob bytes this call moved (uploaded or read), for its access line.
+  std::shared_ptr<std::atomic<int64_t>> bytes = std::make_shared<std::atomic<int64_t>>(0);
   // Registry credentials this call brought (x-registry-auth); none: null.
   std::shared_ptr<const CallCredentials> credentials;
   // The caller's tenant's credential store (its docker_config); none: null.

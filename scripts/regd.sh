@@ -22,7 +22,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo}
 
 BUILD_PKGS=(g++ cmake ninja-build pkg-config libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev
-  protobuf-compiler rapidjson-dev libabsl-dev libcurl4-openssl-dev libssl-dev)
+  protobuf-compiler rapidjson-dev libabsl-dev libcurl4-openssl-dev libssl-dev prometheus-cpp-dev)
 TEST_PKGS=(googletest libgtest-dev libgmock-dev docker-registry skopeo apache2-utils curl
   python3 python3-grpcio python3-protobuf python3-cryptography grpc-proto
   golang-go golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev

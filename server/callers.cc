@@ -3,7 +3,9 @@
 #include <grpc/grpc_security_constants.h>
 
 #include <optional>
+#include <random>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -49,6 +51,21 @@ std::optional<std::string> Metadata(grpc::CallbackServerContext* sctx, const cha
 }
 
 }  // namespace
+
+std::string RequestIdOf(grpc::CallbackServerContext* sctx) {
+  std::string id = Metadata(sctx, "x-request-id").value_or("");
+  bool sane = !id.empty() && id.size() <= 128;
+  for (char c : id) {
+    sane = sane && (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
+                    c == ':' || c == '-');
+  }
+  if (!sane) {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    id = absl::StrCat(absl::Hex(rng(), absl::kZeroPad16));
+  }
+  sctx->AddInitialMetadata("x-request-id", id);
+  return id;
+}
 
 CallerIdentity IdentityOf(grpc::CallbackServerContext* sctx) {
   CallerIdentity who;

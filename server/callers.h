@@ -63,6 +63,11 @@ class Callers {
 // The caller's identity as the transport reports it.
 CallerIdentity IdentityOf(grpc::CallbackServerContext* sctx);
 
+// The call's request id: the caller's x-request-id when it is a sane one
+// (at most 128 of [A-Za-z0-9._:-]), else a new random one. Also sent back
+// to the caller in the response's initial metadata (x-request-id).
+std::string RequestIdOf(grpc::CallbackServerContext* sctx);
+
 }  // namespace regd
 
 #endif  // REGD_SERVER_CALLERS_H_

@@ -1,4 +1,5 @@
 // regd: an OCI/Docker registry client daemon over gRPC.
+#include <grpc/support/log.h>
 #include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -6,25 +7,40 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/internal/program_name.h"
+#include "absl/flags/internal/usage.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "core/config.h"
 #include "core/files.h"
 #include "core/http/egress.h"
 #include "core/log.h"
+#include "regd_version.h"
 #include "server/server.h"
 
+ABSL_FLAG(std::string, log_format, "text", "Log lines as text or json (one JSON object a line)");
+ABSL_FLAG(std::string, log_level, "info", "Least severe log lines written: debug, info, warning, error");
+ABSL_FLAG(std::string, access_log_level, "info",
+          "Level of the one line per call (method, tenant, registry, repository, outcome, bytes, "
+          "duration): debug hides it at the default --log_level, off drops it");
+ABSL_FLAG(absl::Duration, drain_delay, absl::Seconds(5),
+          "On SIGTERM, how long regd answers health checks NOT_SERVING while it still serves "
+          "every call (so load balancers move away) before it stops accepting");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Address to serve on: host:port (port 0 picks one) or unix:/path/to.sock");
 ABSL_FLAG(std::string, tls_cert, "",
@@ -50,6 +66,8 @@ ABSL_FLAG(std::vector<std::string>, allowed_registries, {},
 ABSL_FLAG(int64_t, inline_memory, 64 << 20,
           "Bytes of inline blob data (BlobSource.data) all calls together may hold; past it "
           "calls get RESOURCE_EXHAUSTED");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "host:port to serve Prometheus metrics at /metrics (e.g. 0.0.0.0:9090); empty: off");
 ABSL_FLAG(int64_t, stream_window, 1 << 20,
           "Bytes a caller may send on one stream ahead of what regd has read (HTTP/2 window); "
           "bounds memory per UploadBlob, and per-stream throughput to about window / RTT");
@@ -131,6 +149,7 @@ constexpr absl::Duration kTeardownLimit = absl::Seconds(5);
   if (o.tls.refresh < absl::Seconds(1)) {
     return absl::InvalidArgumentError("--tls_refresh must be at least 1s");
   }
+  o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   o.stream_window_bytes = absl::GetFlag(FLAGS_stream_window);
   if (o.stream_window_bytes < (64 << 10) || o.stream_window_bytes > (64 << 20)) {
     return absl::InvalidArgumentError("--stream_window must be between 65536 and 67108864");
@@ -198,6 +217,109 @@ constexpr absl::Duration kTeardownLimit = absl::Seconds(5);
   return o;
 }
 
+// The flags a person sees with --help: regd's own (not Abseil's or gRPC's).
+bool IsRegdFlagFile(absl::string_view file) { return absl::EndsWith(file, "server/main.cc"); }
+
+std::string VersionString() {
+  return absl::StrCat("regd ", REGD_VERSION, " (commit ", REGD_COMMIT, ")\n");
+}
+
+// Flags whose value is a duration: a bare number gets a clear message.
+constexpr const char* kDurationFlags[] = {"tls_refresh", "shutdown_grace", "stall_timeout",
+                                          "drain_delay"};
+
+// --help / -h / --version, and the values Abseil would refuse obscurely.
+// Returns the exit code when the process should end now.
+std::optional<int> HandleManners(int argc, char** argv) {
+  absl::FlagsUsageConfig config;
+  config.contains_help_flags = IsRegdFlagFile;
+  config.contains_helpshort_flags = IsRegdFlagFile;
+  config.version_string = VersionString;
+  config.normalize_filename = [](absl::string_view f) {
+    size_t at = f.rfind("server/main.cc");
+    return std::string(at == absl::string_view::npos ? f : f.substr(at));
+  };
+  absl::SetFlagsUsageConfig(config);
+  absl::SetProgramUsageMessage(
+      "an OCI/Docker registry client over gRPC (regd.v1.Registry).\n\n"
+      "  regd [--listen=ADDR] [flags]\n\n"
+      "Durations take a unit (500ms, 5s, 2m). See README.md and docs/CONFIG.md.");
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view a = argv[i];
+    if (a == "--") break;
+    if (a == "--version" || a == "-version") {
+      std::fputs(VersionString().c_str(), stdout);
+      return 0;
+    }
+    if (a == "--help" || a == "-h" || a == "-help") {
+      absl::flags_internal::SetProgramInvocationName("regd");
+      // Asked for: the flags with their defaults on stdout, and success.
+      absl::flags_internal::FlagsHelp(std::cout, "server/main.cc",
+                                      absl::flags_internal::HelpFormat::kHumanReadable,
+                                      absl::ProgramUsageMessage());
+      return 0;
+    }
+    for (const char* name : kDurationFlags) {
+      for (absl::string_view prefix : {"--", "-"}) {
+        absl::string_view v = a;
+        if (!absl::ConsumePrefix(&v, prefix) || !absl::ConsumePrefix(&v, name) ||
+            !absl::ConsumePrefix(&v, "=")) {
+          continue;
+        }
+        if (!v.empty() && v.find_first_not_of("0123456789.") == absl::string_view::npos) {
+          std::fprintf(stderr, "regd: --%s=%s: use a unit, e.g. %ss\n", name,
+                       std::string(v).c_str(), std::string(v).c_str());
+          return 2;
+        }
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// argv with -h spelled --help (Abseil knows only the long form).
+std::vector<char*> NormalisedArgs(int argc, char** argv) {
+  static char kHelp[] = "--help";
+  std::vector<char*> args(argv, argv + argc);
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (absl::string_view(args[i]) == "--") break;
+    if (absl::string_view(args[i]) == "-h") args[i] = kHelp;
+  }
+  return args;
+}
+
+absl::Status ConfigureLoggingFromFlags() {
+  LogOptions o;
+  absl::StatusOr<LogLevel> level = ParseLogLevel(absl::GetFlag(FLAGS_log_level));
+  if (!level.ok()) return absl::InvalidArgumentError(absl::StrCat("--log_level: ", level.status().message()));
+  absl::StatusOr<LogLevel> access = ParseLogLevel(absl::GetFlag(FLAGS_access_log_level));
+  if (!access.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--access_log_level: ", access.status().message()));
+  }
+  absl::StatusOr<LogFormat> format = ParseLogFormat(absl::GetFlag(FLAGS_log_format));
+  if (!format.ok()) return absl::InvalidArgumentError(absl::StrCat("--log_format: ", format.status().message()));
+  o.level = *level;
+  o.access_level = *access;
+  o.format = *format;
+  ConfigureLogging(o);
+  return absl::OkStatus();
+}
+
+// gRPC's own messages go through regd's logger (same format, same levels).
+void GrpcLog(gpr_log_func_args* args) {
+  LogLevel level = LogLevel::kInfo;
+  if (args->severity == GPR_LOG_SEVERITY_DEBUG) level = LogLevel::kDebug;
+  if (args->severity == GPR_LOG_SEVERITY_ERROR) level = LogLevel::kError;
+  LogEvent(level, absl::StrCat("grpc: ", args->message != nullptr ? args->message : ""));
+}
+
+void RouteGrpcLogs() {
+  gpr_set_log_function(GrpcLog);
+  // gRPC's INFO lines are its internals: shown only at debug.
+  gpr_set_log_verbosity(LogEnabled(LogLevel::kDebug) ? GPR_LOG_SEVERITY_DEBUG
+                                                     : GPR_LOG_SEVERITY_ERROR);
+}
+
 int Run(int argc, char** argv) {
   // Blob bytes pass through in ~1 MiB buffers (gRPC messages, stream
   // queues). glibc would raise its mmap threshold after the first such free
@@ -206,8 +328,14 @@ int Run(int argc, char** argv) {
   // few arenas keep idle threads from each pinning their own.
   mallopt(M_MMAP_THRESHOLD, 256 << 10);
   mallopt(M_ARENA_MAX, 4);
-  absl::SetProgramUsageMessage("regd: OCI/Docker registry client over gRPC (regd.v1.Registry)");
-  absl::ParseCommandLine(argc, argv);
+  if (std::optional<int> done = HandleManners(argc, argv)) return *done;
+  std::vector<char*> args = NormalisedArgs(argc, argv);
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  if (absl::Status logging = ConfigureLoggingFromFlags(); !logging.ok()) {
+    std::fprintf(stderr, "regd: %s\n", std::string(logging.message()).c_str());
+    return 2;
+  }
+  RouteGrpcLogs();
 
   // Block the shutdown signals in every thread; one thread sigwaits for them.
   sigset_t sigs;
@@ -232,6 +360,7 @@ int Run(int argc, char** argv) {
   }
   Server* s = server->get();
   LogInfo("regd listening on ", s->address());
+  if (s->metrics_port() != 0) LogInfo("metrics on port ", s->metrics_port(), " at /metrics");
   absl::Status setup = ApplySocketMode(s->address(), absl::GetFlag(FLAGS_unix_socket_mode));
   if (setup.ok() && !ready.empty()) setup = WriteReadyFile(ready, s->address());
   if (!setup.ok()) {
@@ -246,11 +375,12 @@ int Run(int argc, char** argv) {
       sigwait(&sigs, &sig);
       LogInfo("received signal ", sig);
       const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
+      const absl::Duration drain = absl::GetFlag(FLAGS_drain_delay);
       // Whatever the calls are doing, the process ends soon after the grace
       // period: a call stuck where no cancel reaches cannot hold it up.
       try {
-        std::thread([grace] {
-          absl::SleepFor(grace + kShutdownSlack);
+        std::thread([grace, drain] {
+          absl::SleepFor(drain + grace + kShutdownSlack);
           LogError("regd: shutdown did not finish ", absl::FormatDuration(kShutdownSlack),
                    " after the grace period; exiting now");
           std::_Exit(1);
@@ -258,6 +388,9 @@ int Run(int argc, char** argv) {
       } catch (const std::system_error&) {
         // No watchdog then; shutdown still proceeds.
       }
+      // Health says NOT_SERVING first, while every call (new ones too) is
+      // still served, so that load balancers move away; then stop accepting.
+      s->Drain(drain);
       s->Shutdown(grace);
     });
   } catch (const std::system_error& e) {

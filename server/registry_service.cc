@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/log.h"
+#include "core/reference/reference.h"
 #include "core/status_macros.h"
 #include "core/upload/blob_stream.h"
 #include "server/convert.h"
@@ -30,64 +31,112 @@ class UnaryReactor : public grpc::ServerUnaryReactor {
   const CancelFlag cancelled_ = NewCancelFlag();
 };
 
-// One log line per call: method, caller, what it was about, outcome, duration.
-// Subjects are image references and repository names, never credentials.
-absl::Status Logged(absl::string_view method, absl::string_view caller, absl::string_view subject,
-                    absl::Time start, absl::Status st) {
-  std::string took = absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1)));
-  // Subjects come from the caller: escape them so they cannot forge log lines.
-  std::string what = absl::CEscape(subject.substr(0, 512));
-  std::string who = caller.empty() ? "" : absl::StrCat(" [", caller, "]");
-  if (st.ok()) {
-    LogInfo(method, who, " ", what, " OK in ", took);
-  } else {
-    LogInfo(method, who, " ", what, " ", absl::StatusCodeToString(st.code()), " in ", took, ": ",
-            absl::CEscape(st.message().substr(0, 1024)));
+// What a call is, for logs and metrics.
+struct Rpc {
+  const char* method;
+  const char* type;  // unary, server_stream, bidi_stream
+  Metrics* metrics;  // may be null
+};
+
+// One call, from its start: what it is and what it is about.
+struct CallRecord {
+  Rpc rpc;
+  std::string request_id;
+  std::string subject;  // an image reference or repository, from the caller
+  absl::Time start = absl::Now();
+};
+
+// Records a call's start for metrics (and, for streams, the in-flight gauge).
+void Started(const CallRecord& c, absl::string_view caller) {
+  if (c.rpc.metrics == nullptr) return;
+  c.rpc.metrics->CallStarted(c.rpc.method, c.rpc.type, caller);
+  if (std::string_view(c.rpc.type) != "unary") c.rpc.metrics->StreamsInFlight(+1);
+}
+
+// The call's end: metrics, and its access line (method, tenant, registry,
+// repository, outcome, bytes, duration). Subjects are image references and
+// repository names, never credentials; they are escaped like all text from
+// outside. `ctx` is null when the caller was refused before it had one.
+absl::Status Logged(const CallRecord& c, const CallContext* ctx, absl::Status st) {
+  const absl::Duration took = absl::Now() - c.start;
+  const std::string caller = ctx != nullptr ? ctx->caller : "";
+  if (c.rpc.metrics != nullptr) {
+    c.rpc.metrics->CallHandled(c.rpc.method, c.rpc.type, caller, st.code(), took);
+    if (std::string_view(c.rpc.type) != "unary") c.rpc.metrics->StreamsInFlight(-1);
   }
+  ScopedLogContext scope({c.request_id, caller});
+  const absl::string_view subject = absl::string_view(c.subject).substr(0, 512);
+  std::string registry, repository;
+  if (absl::StatusOr<Reference> ref = ParseReference(subject); ref.ok()) {
+    registry = ref->repo.registry;
+    repository = ref->repo.path;
+  } else if (absl::StatusOr<Repository> repo = ParseRepository(
+                 subject.substr(0, subject.find('@'))); repo.ok()) {
+    registry = repo->registry;
+    repository = repo->path;
+  }
+  const int64_t bytes = ctx != nullptr ? ctx->bytes->load() : 0;
+  const std::string took_text = absl::FormatDuration(absl::Trunc(took, absl::Milliseconds(1)));
+  const std::string who = caller.empty() ? "" : absl::StrCat(" [", caller, "]");
+  const std::string outcome(absl::StatusCodeToString(st.code()));
+  std::string msg = absl::StrCat(c.rpc.method, who, " ", absl::CEscape(subject), " ", outcome,
+                                 " in ", took_text);
+  if (!st.ok()) absl::StrAppend(&msg, ": ", absl::CEscape(st.message().substr(0, 1024)));
+  LogAccess(msg, {Field("method", c.rpc.method), Field("registry", registry),
+                  Field("repository", repository), Field("outcome", outcome),
+                  Field("bytes", bytes),
+                  Field("duration_ms", static_cast<int64_t>(absl::ToInt64Milliseconds(took)))});
   return st;
 }
 
 using StreamWork = std::function<absl::Status(CallContext&)>;
 
-// Admits the caller and starts `work` for a streaming reactor. False when the
-// caller is refused or no worker can take it: the stream has then ended with
-// that status (Complete was called).
+// Starts `work` for an admitted streaming call. False when no worker can take
+// it: the stream has then ended with that status (Complete was called).
 template <typename Reactor>
-bool LaunchAdmitted(Executor* executor, Reactor* reactor, const char* method, std::string subject,
-                    absl::Time start, Callers::Admission admitted, StreamWork work) {
+bool LaunchAdmitted(Executor* executor, Reactor* reactor, CallRecord record,
+                    Callers::Admission admitted, StreamWork work) {
   auto call = std::make_shared<Callers::Admission>(std::move(admitted));
+  call->ctx.request_id = record.request_id;
   call->ctx.cancelled = reactor->cancelled();
+  Started(record, call->ctx.caller);
   auto status = std::make_shared<absl::Status>();
   absl::Status submitted = executor->Submit(
-      [status, call, method, subject, start, work = std::move(work)] {
-        *status = Logged(method, call->ctx.caller, subject, start, work(call->ctx));
+      [status, call, record, work = std::move(work)] {
+        {
+          ScopedLogContext scope({call->ctx.request_id, call->ctx.caller});
+          *status = work(call->ctx);
+        }
+        *status = Logged(record, &call->ctx, *status);
         call->slot.reset();  // the tenant's slot is free before the reply goes
       },
       [reactor, status] { reactor->Complete(*status); });
   if (!submitted.ok()) {
-    reactor->Complete(Logged(method, call->ctx.caller, subject, start, submitted));
+    reactor->Complete(Logged(record, &call->ctx, submitted));
     return false;
   }
   return true;
 }
 
+// Admits the caller and starts `work`; false when refused (the stream ended).
 template <typename Reactor>
 bool LaunchStream(Callers* callers, Executor* executor, grpc::CallbackServerContext* sctx,
-                  Reactor* reactor, const char* method, std::string subject, StreamWork work) {
-  absl::Time start = absl::Now();
+                  Reactor* reactor, CallRecord record, StreamWork work) {
   absl::StatusOr<Callers::Admission> admitted = callers->Admit(sctx);
   if (!admitted.ok()) {
-    reactor->Complete(Logged(method, "", subject, start, admitted.status()));
+    Started(record, "");
+    reactor->Complete(Logged(record, nullptr, admitted.status()));
     return false;
   }
-  return LaunchAdmitted(executor, reactor, method, std::move(subject), start,
-                        *std::move(admitted), std::move(work));
+  return LaunchAdmitted(executor, reactor, std::move(record), *std::move(admitted),
+                        std::move(work));
 }
 
 template <typename Reactor>
 Reactor* StartStream(Callers* callers, Executor* executor, grpc::CallbackServerContext* sctx,
-                     Reactor* reactor, const char* method, std::string subject, StreamWork work) {
-  LaunchStream(callers, executor, sctx, reactor, method, std::move(subject), std::move(work));
+                     Reactor* reactor, Rpc rpc, std::string subject, StreamWork work) {
+  CallRecord record{rpc, RequestIdOf(sctx), std::move(subject)};
+  LaunchStream(callers, executor, sctx, reactor, std::move(record), std::move(work));
   return reactor;
 }
 
@@ -105,18 +154,19 @@ class UploadBlobReactor
     : public StreamReactor<v1::UploadBlobEvent,
                            grpc::ServerBidiReactor<v1::UploadBlobRequest, v1::UploadBlobEvent>> {
  public:
-  UploadBlobReactor(Engine* engine, Executor* executor, Callers* callers,
+  UploadBlobReactor(Engine* engine, Executor* executor, Callers* callers, Metrics* metrics,
                     grpc::CallbackServerContext* sctx)
       : StreamReactor([](const v1::UploadBlobEvent& e) { return Class{"", e.has_progress()}; }),
+        record_{Rpc{"UploadBlob", "bidi_stream", metrics}, RequestIdOf(sctx), ""},
         engine_(engine),
         executor_(executor),
         callers_(callers),
-        sctx_(sctx),
-        start_(absl::Now()) {
+        sctx_(sctx) {
     // A stranger is refused before anything it sends is read; a tenant takes
     // its slot with its start message (a stream that never starts holds none).
     if (absl::Status known = callers->Recognise(sctx); !known.ok()) {
-      Complete(Logged("UploadBlob", "", "", start_, known));
+      Started(record_, "");
+      Complete(Logged(record_, nullptr, known));
       return;
     }
     absl::MutexLock lock(&read_mu_);
@@ -189,12 +239,15 @@ class UploadBlobReactor
         },
         [this] { ResumeReading(); }, cancelled());
     if (!stream.ok()) {
-      Complete(stream.status());
+      record_.subject = repo_;
+      Started(record_, "");
+      Complete(Logged(record_, nullptr, stream.status()));
       return false;
     }
     stream_ = *std::move(stream);
-    return LaunchStream(callers_, executor_, sctx_, this, "UploadBlob",
-                absl::StrCat(repo_, "@", spec_.digest), [this](CallContext& ctx) -> absl::Status {
+    record_.subject = absl::StrCat(repo_, "@", spec_.digest);
+    return LaunchStream(callers_, executor_, sctx_, this, record_,
+                [this](CallContext& ctx) -> absl::Status {
                   ctx.retry = retry_;
                   ctx.events.on_progress = [this](const std::string&, int64_t c, int64_t t) {
                     Push(ProgressEvent(c, t));
@@ -228,11 +281,11 @@ class UploadBlobReactor
     StartRead(&req_);
   }
 
+  CallRecord record_;
   Engine* const engine_;
   Executor* const executor_;
   Callers* const callers_;
   grpc::CallbackServerContext* const sctx_;
-  const absl::Time start_;
   absl::Mutex read_mu_;
   v1::UploadBlobRequest req_;  // the read in flight's target
   bool reading_ ABSL_GUARDED_BY(read_mu_) = false;
@@ -251,23 +304,30 @@ grpc::ServerUnaryReactor* RegistryService::RunUnary(grpc::CallbackServerContext*
                                                     const char* method, std::string subject,
                                                     StreamWork work) {
   auto* reactor = new UnaryReactor();
-  absl::Time start = absl::Now();
+  CallRecord record{Rpc{method, "unary", metrics_}, RequestIdOf(sctx), std::move(subject)};
   absl::StatusOr<Callers::Admission> admitted = callers_->Admit(sctx);
   if (!admitted.ok()) {
-    reactor->Finish(ToGrpcStatus(Logged(method, "", subject, start, admitted.status())));
+    Started(record, "");
+    reactor->Finish(ToGrpcStatus(Logged(record, nullptr, admitted.status())));
     return reactor;
   }
   auto call = std::make_shared<Callers::Admission>(*std::move(admitted));
+  call->ctx.request_id = record.request_id;
   call->ctx.cancelled = reactor->cancelled();
+  Started(record, call->ctx.caller);
   auto status = std::make_shared<absl::Status>();
   absl::Status submitted = executor_->Submit(
-      [status, call, method, subject, start, work = std::move(work)] {
-        *status = Logged(method, call->ctx.caller, subject, start, work(call->ctx));
+      [status, call, record, work = std::move(work)] {
+        {
+          ScopedLogContext scope({call->ctx.request_id, call->ctx.caller});
+          *status = work(call->ctx);
+        }
+        *status = Logged(record, &call->ctx, *status);
         call->slot.reset();  // the tenant's slot is free before the reply goes
       },
       [reactor, status] { reactor->Finish(ToGrpcStatus(*status)); });
   if (!submitted.ok()) {
-    reactor->Finish(ToGrpcStatus(Logged(method, call->ctx.caller, subject, start, submitted)));
+    reactor->Finish(ToGrpcStatus(Logged(record, &call->ctx, submitted)));
   }
   return reactor;
 }
@@ -335,7 +395,7 @@ grpc::ServerUnaryReactor* RegistryService::PushIndex(grpc::CallbackServerContext
 grpc::ServerWriteReactor<v1::BlobChunk>* RegistryService::ReadBlob(grpc::CallbackServerContext* ctx,
                                                                    const v1::ReadBlobRequest* req) {
   auto* reactor = new BlobReactor();
-  return StartStream(callers_, executor_, ctx, reactor, "ReadBlob",
+  return StartStream(callers_, executor_, ctx, reactor, Rpc{"ReadBlob", "server_stream", metrics_},
                      absl::StrCat(req->repo(), "@", req->digest()),
                      [this, req, reactor](CallContext& call) -> absl::Status {
                        auto sink = [reactor](absl::string_view data) {
@@ -354,7 +414,7 @@ grpc::ServerWriteReactor<v1::WriteLayerEvent>* RegistryService::WriteLayer(
     return WriteLayerReactor::Class{"", e.has_progress()};
   });
   return StartStream(
-      callers_, executor_, ctx, reactor, "WriteLayer", req->repo(),
+      callers_, executor_, ctx, reactor, Rpc{"WriteLayer", "server_stream", metrics_}, req->repo(),
       [this, req, reactor](CallContext& call) -> absl::Status {
         if (!req->has_layer()) return absl::InvalidArgumentError("layer is required");
         ASSIGN_OR_RETURN(BlobSpec blob, FromProto(req->layer()));
@@ -384,7 +444,7 @@ grpc::ServerWriteReactor<v1::PushEvent>* RegistryService::PushImage(
     return PushReactor::Class{e.blob_digest(), e.has_progress()};
   });
   return StartStream(
-      callers_, executor_, ctx, reactor, "PushImage", req->ref(),
+      callers_, executor_, ctx, reactor, Rpc{"PushImage", "server_stream", metrics_}, req->ref(),
       [this, req, reactor](CallContext& call) -> absl::Status {
         ASSIGN_OR_RETURN(PushImageSpec spec, FromProto(*req));
         call.retry = FromProto(req->retry());
@@ -418,7 +478,7 @@ grpc::ServerWriteReactor<v1::PushEvent>* RegistryService::PushImage(
 
 grpc::ServerBidiReactor<v1::UploadBlobRequest, v1::UploadBlobEvent>* RegistryService::UploadBlob(
     grpc::CallbackServerContext* ctx) {
-  return new UploadBlobReactor(engine_, executor_, callers_, ctx);
+  return new UploadBlobReactor(engine_, executor_, callers_, metrics_, ctx);
 }
 
 }  // namespace regd

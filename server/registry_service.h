@@ -14,14 +14,16 @@
 #include "core/engine.h"
 #include "core/executor.h"
 #include "server/callers.h"
+#include "server/metrics.h"
 #include "regd/v1/registry.grpc.pb.h"
 
 namespace regd {
 
 class RegistryService final : public v1::Registry::CallbackService {
  public:
-  RegistryService(Engine* engine, Executor* executor, Callers* callers)
-      : engine_(engine), executor_(executor), callers_(callers) {}
+  // `metrics` may be null.
+  RegistryService(Engine* engine, Executor* executor, Callers* callers, Metrics* metrics)
+      : engine_(engine), executor_(executor), callers_(callers), metrics_(metrics) {}
 
   // v1::Registry::CallbackService:
   grpc::ServerUnaryReactor* Inspect(grpc::CallbackServerContext* ctx, const v1::InspectRequest* req,
@@ -55,6 +57,7 @@ class RegistryService final : public v1::Registry::CallbackService {
   Engine* const engine_;
   Executor* const executor_;
   Callers* const callers_;
+  Metrics* const metrics_;
 };
 
 }  // namespace regd

@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include "regd_version.h"
+
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <sys/socket.h>
@@ -59,11 +61,19 @@ constexpr char kServiceName[] = "regd.v1.Registry";
 
 absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(ServerOptions options) {
   std::unique_ptr<Server> s(new Server());
+  if (!options.metrics_listen.empty()) {
+    Metrics::Options mo;
+    mo.listen = options.metrics_listen;
+    mo.tenant_label = options.policy != nullptr;
+    mo.version = absl::StrCat(REGD_VERSION, "+", REGD_COMMIT);
+    ASSIGN_OR_RETURN(s->metrics_, Metrics::Start(std::move(mo)));
+    options.engine.observer = s->metrics_.get();
+  }
   ASSIGN_OR_RETURN(s->engine_, Engine::Create(std::move(options.engine)));
   s->executor_ = std::make_unique<Executor>(options.max_concurrent_calls);
   s->callers_ = std::make_unique<Callers>(options.policy);
-  s->service_ =
-      std::make_unique<RegistryService>(s->engine_.get(), s->executor_.get(), s->callers_.get());
+  s->service_ = std::make_unique<RegistryService>(s->engine_.get(), s->executor_.get(),
+                                                  s->callers_.get(), s->metrics_.get());
 
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
                    ListenerCredentials(options.listen, options.tls));
@@ -117,6 +127,15 @@ Server::~Server() { Shutdown(absl::Seconds(5)); }
 
 void Server::Wait() {
   if (grpc_server_) grpc_server_->Wait();
+}
+
+void Server::Drain(absl::Duration delay) {
+  if (!grpc_server_ || delay <= absl::ZeroDuration()) return;
+  LogInfo("draining: health is NOT_SERVING; still serving calls for ",
+          absl::FormatDuration(delay));
+  grpc::HealthCheckServiceInterface* health = grpc_server_->GetHealthCheckService();
+  health->SetServingStatus(false);
+  absl::SleepFor(delay);
 }
 
 void Server::Shutdown(absl::Duration grace) {

@@ -19,6 +19,7 @@
 #include "core/executor.h"
 #include "core/policy.h"
 #include "server/callers.h"
+#include "server/metrics.h"
 #include "server/registry_service.h"
 #include "server/tls.h"
 
@@ -35,6 +36,8 @@ struct ServerOptions {
   // HTTP/2 window). Per stream throughput is at most about window / RTT.
   int64_t stream_window_bytes = 1 << 20;
   ListenerTls tls;
+  // "host:port" for Prometheus' /metrics; "" : no metrics endpoint.
+  std::string metrics_listen;
   // Tenants and what they may do (--policy); null: every caller, as before.
   std::shared_ptr<const Policy> policy;
   EngineOptions engine;
@@ -48,9 +51,15 @@ class Server {
   // The address actually bound: "127.0.0.1:43123" or "unix:/path".
   const std::string& address() const { return address_; }
   Engine* engine() const { return engine_.get(); }
+  // The /metrics port (0: none).
+  int metrics_port() const { return metrics_ != nullptr ? metrics_->port() : 0; }
 
   // Blocks until Shutdown completes.
   void Wait();
+  // The first step of a graceful stop: health turns NOT_SERVING, and every
+  // call (new ones too) is still served for `delay`, so that load balancers
+  // move away before the listener closes. Returns after `delay`.
+  void Drain(absl::Duration delay);
   // Idempotent.
   void Shutdown(absl::Duration grace);
   // After Shutdown: false when engine work was still running at its deadline
@@ -61,6 +70,7 @@ class Server {
   Server() = default;
 
   std::string address_;
+  std::unique_ptr<Metrics> metrics_;  // null without --metrics_listen; outlives the engine
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<Callers> callers_;

@@ -14,6 +14,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "core/http/egress.h"
+#include "core/log.h"
 #include "core/text.h"
 
 namespace regd {
@@ -91,6 +92,22 @@ size_t OnWrite(char* data, size_t size, size_t n, void* user) {
   }
   t->resp->body.append(data, len);
   return len;
+}
+
+// At --log_level=debug, libcurl's own informational text goes through regd's
+// logger. Only CURLINFO_TEXT: headers and data (credentials, tokens) never,
+// and text lines that mention users or auth are dropped too.
+int OnCurlDebug(CURL*, curl_infotype type, char* data, size_t size, void*) {
+  if (type != CURLINFO_TEXT) return 0;
+  absl::string_view text(data, size);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+  const std::string lower = absl::AsciiStrToLower(text);
+  if (absl::StrContains(lower, "user") || absl::StrContains(lower, "auth") ||
+      absl::StrContains(lower, "bearer") || absl::StrContains(lower, "token")) {
+    return 0;
+  }
+  LogDebug("curl: ", RedactSecrets(ForMessage(text, 300)));
+  return 0;
 }
 
 size_t OnRead(char* buf, size_t size, size_t n, void* user) {
@@ -270,6 +287,12 @@ absl::StatusOr<HttpResponse> CurlTransport::SendOnce(const HttpRequest& req) {
 
   curl_easy_setopt(c, CURLOPT_SHARE, share_->handle.get());
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  if (LogEnabled(LogLevel::kDebug)) {
+    curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, &OnCurlDebug);
+    curl_easy_setopt(c, CURLOPT_VERBOSE, 1L);
+  } else {
+    curl_easy_setopt(c, CURLOPT_VERBOSE, 0L);
+  }
   curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);  // Send follows, hop by hop

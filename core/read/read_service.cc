@@ -218,6 +218,7 @@ absl::Status ReadService::ReadBlob(const CallContext& ctx, absl::string_view rep
   bool consumer_stopped = false;
   auto flush = [&]() -> bool {
     if (buf.empty() || consumer_stopped) return !consumer_stopped;
+    if (ctx.bytes) ctx.bytes->fetch_add(static_cast<int64_t>(buf.size()));
     consumer_stopped = !sink(buf);
     buf.clear();
     return !consumer_stopped;

@@ -246,6 +246,9 @@ absl::StatusOr<LayerOutcome> WriteService::UploadPrepared(const CallContext& ctx
   Observer* observer = registries_->client()->observer();
   if (out.ok()) {
     observer->BlobOutcome(OutcomeName(out->outcome));
+    if (out->outcome == LayerOutcomeKind::kUploaded && ctx.bytes) {
+      ctx.bytes->fetch_add(blob.descriptor.size);
+    }
   } else {
     observer->BlobOutcome(absl::IsCancelled(out.status()) ? "cancelled" : "failed");
   }
@@ -634,7 +637,8 @@ absl::Status WriteService::UploadAll(const CallContext& ctx, const Repository& r
     // with the workers that did start; none is an error, never an abort.
     running.fetch_add(1);
     try {
-      threads.emplace_back([&] {
+      threads.emplace_back([&, log_context = CurrentLogContext()] {
+        ScopedLogContext scope(log_context);  // its lines name the call
         worker(stop);
         running.fetch_sub(1);
       });
