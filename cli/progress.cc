@@ -131,6 +131,7 @@ ProgressDisplay::Blob& ProgressDisplay::BlobFor(const std::string& id) {
   if (inserted) {
     it->second.label = ShortDigest(id);
     it->second.started = absl::Now();
+    it->second.last_plain_line = it->second.started;
     order_.push_back(id);
   }
   dirty_ = true;
@@ -149,7 +150,8 @@ void ProgressDisplay::SetPhase(const std::string& id, absl::string_view phase) {
   b.samples.clear();
   b.complete = 0;
   b.seen_progress = false;
-  if (phase.empty()) b.started = absl::Now();  // the transfer's time starts now
+  b.last_plain_line = absl::Now();  // plain lines: the first one a second into the phase
+  if (phase.empty()) b.started = b.last_plain_line;  // the transfer's time starts now
 }
 
 void ProgressDisplay::Progress(const std::string& id, int64_t complete, int64_t total) {
@@ -164,10 +166,9 @@ void ProgressDisplay::Progress(const std::string& id, int64_t complete, int64_t 
   b.complete = complete;
   b.total = total;
   if (!b.retry_note.empty() && now >= b.retry_due) b.retry_note.clear();
-  bool first = !b.seen_progress;
   b.seen_progress = true;
   if (options_.mode != ProgressMode::kPlain || !b.outcome.empty()) return;
-  if (first || now - b.last_plain_line >= options_.plain_interval) {
+  if (now - b.last_plain_line >= options_.plain_interval) {
     b.last_plain_line = now;
     Emit(LineFor(b, now, false));
   }
@@ -237,6 +238,8 @@ std::string ProgressDisplay::LabelColumn(const Blob& b) const {
     if (other.outcome.empty()) width = std::max(width, Columns(other.label));
   }
   width = std::min(width, kMaxLabel);
+  // Plain lines are read one at a time: no padding that changes as blobs come and go.
+  if (options_.mode != ProgressMode::kTerminal) width = 0;
   return PadRight(Fit(b.label, kMaxLabel), width);
 }
 
@@ -273,10 +276,12 @@ std::string ProgressDisplay::LineFor(const Blob& b, absl::Time now, bool bar) co
   } else {
     parts.push_back(HumanBytes(b.complete));
   }
-  parts.push_back(HumanRate(rate));
+  // On a terminal the columns stay put ("--" until known); plain lines leave out the unknown.
+  bool terminal = options_.mode == ProgressMode::kTerminal;
+  if (rate >= 0 || terminal) parts.push_back(HumanRate(rate));
   if (b.total > 0 && rate > 0) {
     parts.push_back("ETA " + HumanDuration(absl::Seconds((b.total - b.complete) / rate)));
-  } else if (b.total > 0) {
+  } else if (b.total > 0 && terminal) {
     parts.push_back("ETA --");
   }
   if (!b.retry_note.empty() && now < b.retry_due + absl::Seconds(1)) parts.push_back(b.retry_note);

@@ -109,7 +109,7 @@ class ProgressDisplay {
     int64_t size = 0;
     absl::Time started;
     absl::Time finished;
-    absl::Time last_plain_line = absl::InfinitePast();
+    absl::Time last_plain_line;  // plain mode: when its last progress line went out
   };
 
   Blob& BlobFor(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

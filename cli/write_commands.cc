@@ -206,8 +206,11 @@ absl::StatusOr<UploadRequest> UploadRequestFrom(CommandEnv& env) {
 void PrintUploadResult(const CommandEnv& env, const UploadOutcome& out,
                        const ProgressDisplay& display) {
   if (!env.json()) {
-    PrintText(absl::StrCat(LayerResultText(out.result), "sent:      ", out.bytes_sent, " bytes in ",
-                           out.passes, out.passes == 1 ? " pass\n" : " passes\n"));
+    Fields f = {{"outcome", OutcomeName(out.result.outcome())}};
+    for (auto& kv : DescriptorFields(out.result.descriptor_())) f.push_back(std::move(kv));
+    f.emplace_back("sent", absl::StrCat(out.bytes_sent, " bytes in ", out.passes,
+                                        out.passes == 1 ? " pass" : " passes"));
+    PrintText(FieldLines(f));
     return;
   }
   rapidjson::StringBuffer buf;

@@ -64,8 +64,9 @@ ABSL_FLAG(std::vector<std::string>, allowed_registries, {},
           "addresses are refused unless a registry is named exactly here, in "
           "--insecure_registries or in --config");
 ABSL_FLAG(int64_t, inline_memory, 64 << 20,
-          "Bytes of inline blob data (BlobSource.data) all calls together may hold; past it "
-          "calls get RESOURCE_EXHAUSTED");
+          "Bytes that inline blob data (BlobSource.data) and streamed uploads (UploadBlob: "
+          "3 MiB each) of all calls together may hold; past it calls get RESOURCE_EXHAUSTED. "
+          "regd's memory is about 30 MiB + --grpc_memory + this");
 ABSL_FLAG(std::string, metrics_listen, "",
           "host:port to serve Prometheus metrics at /metrics (e.g. 0.0.0.0:9090); empty: off");
 ABSL_FLAG(int64_t, stream_window, 1 << 20,
@@ -90,7 +91,10 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(30),
           "On SIGTERM/SIGINT, how long in-flight calls may run before they are cancelled");
 ABSL_FLAG(absl::Duration, stall_timeout, absl::Seconds(60),
           "Fail a registry transfer that moves no bytes for this long (slow transfers are fine)");
-ABSL_FLAG(int, max_concurrent_calls, 1024, "Calls served at once; more get RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_concurrent_calls, 256,
+          "Calls served at once; more get RESOURCE_EXHAUSTED. Each holds little beyond "
+          "--inline_memory and --grpc_memory (about 0.3 MiB: a thread, curl buffers), so the "
+          "default fits the 256 MiB limit of deploy/");
 ABSL_FLAG(int64_t, chunk_size, 16 << 20, "Default upload chunk size in bytes");
 ABSL_FLAG(int, registry_concurrency, 8, "Default concurrent blob uploads per registry");
 

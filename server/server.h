@@ -29,7 +29,7 @@ struct ServerOptions {
   // "host:port" (port 0 picks a free one) or "unix:/path".
   std::string listen = "127.0.0.1:50051";
   // Calls running at once; beyond it calls fail with RESOURCE_EXHAUSTED.
-  int max_concurrent_calls = 1024;
+  int max_concurrent_calls = 256;
   // Memory gRPC may use for calls in flight (its ResourceQuota).
   int64_t grpc_memory_bytes = 64 << 20;
   // Bytes a caller may send on one stream ahead of what regd has read (the

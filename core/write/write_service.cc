@@ -18,6 +18,13 @@
 #include "rapidjson/document.h"
 
 namespace regd {
+namespace {
+
+// The most a BlobStream holds for its call: a 512 KiB queue, the 1 MiB
+// message that filled it, the 1 MiB held tail, and slack.
+constexpr int64_t kStreamMemory = 3 << 20;
+
+}  // namespace
 
 WriteService::WriteService(WriteOptions options, const Registries* registries,
                            ReadService* reads)
@@ -417,6 +424,10 @@ absl::StatusOr<LayerOutcome> WriteService::UploadStream(const CallContext& ctx,
     return absl::InvalidArgumentError("size is required and must not be negative");
   }
   PreparedBlob blob;
+  // What a stream may hold in memory (its queue and the chunk that filled it,
+  // the held tail) comes out of the same budget as inline data: the daemon's
+  // memory is base + --grpc_memory + --inline_memory, whatever the callers do.
+  ASSIGN_OR_RETURN(blob.inline_bytes, inline_budget_.Reserve(kStreamMemory));
   blob.streamed = stream;
   blob.descriptor.digest = spec.digest;
   blob.descriptor.size = spec.size;
