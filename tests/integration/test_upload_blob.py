@@ -1139,6 +1139,43 @@ class MemoryTest(UploadCase):
         d.stop()
 
 
+class StreamBudgetTest(UploadCase):
+    def test_streams_draw_from_the_inline_memory_budget(self):
+        # 4 MiB of budget: one stream (3 MiB) fits, a second at the same time does not.
+        d = Daemon(ENV.workdir, insecure_registries=[REG.host, PROXY.host],
+                   extra_args=["--chunk_size=%d" % CHUNK, "--inline_memory=%d" % (4 * MiB)],
+                   rpc_timeout=T)
+        ENV.logs.append(("regd-budget", d.stderr_path))
+        d.start()
+        self.addCleanup(d.kill)
+        repo = self.repo()
+        PROXY.add_fault("throttle", method="PATCH", path=r"^/v2/%s/" % repo, times=None,
+                        rate=4 * MiB)
+        data_a, path_a = self.blob_file(12 * MiB, "a")
+        asked = threading.Event()
+        holder = {}
+
+        def run_a():
+            holder["a"] = self.upload(repo, FileSource(path_a), digest=sha256(data_a),
+                                      host=PROXY.host, stub=d.stub,
+                                      on_event=lambda up, ev: ev.WhichOneof("event") ==
+                                      "send_from" and asked.set())
+        t = threading.Thread(target=run_a)
+        t.start()
+        self.assertTrue(asked.wait(20), "stream A was never asked for bytes")
+        data_b, _ = self.blob_file(64 * 1024, "b")
+        b = self.upload(repo, data_b, host=PROXY.host, stub=d.stub)
+        self.assertEqual(b.code, grpc.StatusCode.RESOURCE_EXHAUSTED, b.summary())
+        self.assertIn("--inline_memory", b.details, b.summary())
+        self.assertEqual(b.sent, 0, b.summary())
+        t.join(60)
+        self.assertUploaded(holder["a"], sha256(data_a), len(data_a))
+        # The budget is whole again.
+        again = self.upload(repo, data_b, host=PROXY.host, stub=d.stub)
+        self.assertUploaded(again, sha256(data_b), len(data_b))
+        d.stop()
+
+
 # -- 10. PushImage with digest-only BlobSources ----------------------------------------------------------
 
 class DigestOnlyPushTest(UploadCase):
