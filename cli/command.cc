@@ -77,7 +77,7 @@ const std::vector<OptionSpec>& GlobalOptions() {
 std::vector<OptionSpec> RetryOptions() {
   return {
       {"max-attempts", 0, "N",
-       "attempts per blob before the push fails (default: the daemon's, 5)"},
+       "attempts per blob before the call fails (default: the daemon's, 5)"},
       {"retry-delay", 0, "DURATION",
        "first retry delay, doubled each time (default: the daemon's, 2s)"},
   };
