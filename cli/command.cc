@@ -127,8 +127,34 @@ absl::StatusOr<regd::v1::RetryConfig> CommandEnv::Retry() const {
   return r;
 }
 
+std::string TerminalSafe(absl::string_view text, bool keep_newlines) {
+  // Text from the daemon (labels, annotations, registry error messages) is
+  // hostile: control bytes (C0, DEL) and C1 controls (U+0080-U+009F, as UTF-8
+  // C2 80..C2 9F) could move the cursor, retitle or rewrite the terminal.
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if ((c == '\n' && keep_newlines) || c == '\t') {
+      out.push_back(static_cast<char>(c));
+    } else if (c < 0x20 || c == 0x7f) {
+      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+    } else if (c == 0xc2 && i + 1 < text.size() &&
+               static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+               static_cast<unsigned char>(text[i + 1]) <= 0x9f) {
+      absl::StrAppend(&out, "\\u00", absl::Hex(static_cast<unsigned char>(text[i + 1]),
+                                               absl::kZeroPad2));
+      ++i;
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
+
 void PrintText(absl::string_view text) {
-  std::fwrite(text.data(), 1, text.size(), stdout);
+  const std::string safe = TerminalSafe(text, /*keep_newlines=*/true);
+  std::fwrite(safe.data(), 1, safe.size(), stdout);
   std::fflush(stdout);
 }
 

@@ -69,6 +69,9 @@ std::vector<Command> ReadCommands();
 std::vector<Command> WriteCommands();
 
 // Writes `text` to stdout and flushes.
+// `text` with control bytes and C1 controls shown escaped (\xNN, \u00NN),
+// so that nothing a server sends can drive the terminal.
+std::string TerminalSafe(absl::string_view text, bool keep_newlines);
 void PrintText(absl::string_view text);
 
 }  // namespace regdctl

@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "cli/args.h"
 #include "cli/local_files.h"
@@ -45,9 +46,27 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(const Conn
   return grpc::SslCredentials(ssl);
 }
 
+bool UsesTls(const ConnectionOptions& o) {
+  return !o.tls_ca.empty() || !o.tls_cert.empty() || !o.tls_key.empty() ||
+         !o.tls_server_name.empty();
+}
+
+// Addresses whose traffic never leaves the machine.
+bool IsLocal(absl::string_view address) {
+  return absl::StartsWith(address, "unix:") || absl::StartsWith(address, "127.") ||
+         absl::StartsWith(address, "localhost:") || absl::StartsWith(address, "[::1]") ||
+         absl::StartsWith(address, "ipv4:127.") || absl::StartsWith(address, "ipv6:[::1]");
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(ConnectionOptions options) {
+  if (!UsesTls(options) && (options.has_token || !options.registry_auth.empty()) &&
+      !IsLocal(options.address)) {
+    return UsageError(absl::StrCat(
+        "refusing to send a token or registry credentials in plain text to ", options.address,
+        ": give --tls-ca (TLS), or use a loopback or unix: address"));
+  }
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = Credentials(options);
   if (!creds.ok()) return creds.status();
   grpc::ChannelArguments args;

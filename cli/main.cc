@@ -92,10 +92,7 @@ std::string CommandHelp(const Command& c) {
 }
 
 void PrintError(const absl::Status& s, const std::string& command) {
-  std::string message(s.message());
-  for (char& c : message) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
+  std::string message = TerminalSafe(s.message(), /*keep_newlines=*/false);
   if (IsUsageError(s)) {
     std::string hint =
         command.empty() ? "regdctl --help" : absl::StrCat("regdctl ", command, " --help");

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "cli/command.h"
 
 namespace regdctl {
 namespace {
@@ -37,14 +38,7 @@ TerminalSize SizeOf(int fd) {
 
 // Text from elsewhere (daemon errors, file names) on one line: control
 // characters become spaces.
-std::string OneLine(absl::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) c = ' ';
-  }
-  return out;
-}
+std::string OneLine(absl::string_view s) { return TerminalSafe(s, /*keep_newlines=*/false); }
 
 // Display columns of UTF-8 text (one per code point: good enough here).
 size_t Columns(absl::string_view s) {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "cli/command.h"
 #include "cli/progress.h"
 
 namespace regdctl {
@@ -16,7 +17,8 @@ std::string FieldLines(const Fields& fields) {
   for (const auto& [k, v] : fields) {
     std::string key = absl::StrCat(k, ":");
     key.resize(width + 2, ' ');
-    absl::StrAppend(&out, key, v, "\n");
+    // One value, one line: a newline from the server cannot start a fake field.
+    absl::StrAppend(&out, key, TerminalSafe(v, /*keep_newlines=*/false), "\n");
   }
   return out;
 }
@@ -32,7 +34,9 @@ std::string PlatformText(const std::string& os, const std::string& arch,
 std::string MapLines(const google::protobuf::Map<std::string, std::string>& m) {
   std::map<std::string, std::string> sorted(m.begin(), m.end());
   std::string out;
-  for (const auto& [k, v] : sorted) absl::StrAppend(&out, "  ", k, "=", v, "\n");
+  for (const auto& [k, v] : sorted) {
+    absl::StrAppend(&out, "  ", TerminalSafe(k, false), "=", TerminalSafe(v, false), "\n");
+  }
   return out;
 }
 

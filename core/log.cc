@@ -133,7 +133,20 @@ void Write(LogLevel level, absl::string_view msg, std::initializer_list<LogField
     AppendText(&line, msg);
     for (const LogField& f : fields) {
       absl::StrAppend(&line, " ", f.key, "=");
-      AppendText(&line, f.value);
+      // logfmt: a value with spaces, '=' or '"' is quoted, so that text from
+      // outside cannot pose as another field.
+      if (f.value.find_first_of(" =\"") != std::string::npos) {
+        std::string quoted;
+        for (char c : f.value) {
+          if (c == '"' || c == '\\') quoted.push_back('\\');
+          quoted.push_back(c);
+        }
+        line.push_back('"');
+        AppendText(&line, quoted);
+        line.push_back('"');
+      } else {
+        AppendText(&line, f.value);
+      }
     }
     if (!ctx.request_id.empty()) absl::StrAppend(&line, " request_id=", ctx.request_id);
     if (!ctx.tenant.empty()) {

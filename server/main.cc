@@ -20,6 +20,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -30,6 +31,7 @@
 #include "core/files.h"
 #include "core/http/egress.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "regd_version.h"
 #include "server/server.h"
 
@@ -102,7 +104,7 @@ namespace regd {
 namespace {
 
 // How long past --shutdown_grace a SIGTERM may take before regd exits anyway.
-constexpr absl::Duration kShutdownSlack = absl::Seconds(15);
+constexpr absl::Duration kShutdownSlack = absl::Seconds(20);
 // How long destroying the server may take once every call has ended.
 constexpr absl::Duration kTeardownLimit = absl::Seconds(5);
 
@@ -270,7 +272,8 @@ std::optional<int> HandleManners(int argc, char** argv) {
             !absl::ConsumePrefix(&v, "=")) {
           continue;
         }
-        if (!v.empty() && v.find_first_not_of("0123456789.") == absl::string_view::npos) {
+        if (!v.empty() && v != "0" &&
+            v.find_first_not_of("0123456789.") == absl::string_view::npos) {
           std::fprintf(stderr, "regd: --%s=%s: use a unit, e.g. %ss\n", name,
                        std::string(v).c_str(), std::string(v).c_str());
           return 2;
@@ -314,7 +317,15 @@ void GrpcLog(gpr_log_func_args* args) {
   LogLevel level = LogLevel::kInfo;
   if (args->severity == GPR_LOG_SEVERITY_DEBUG) level = LogLevel::kDebug;
   if (args->severity == GPR_LOG_SEVERITY_ERROR) level = LogLevel::kError;
-  LogEvent(level, absl::StrCat("grpc: ", args->message != nullptr ? args->message : ""));
+  const absl::string_view message = args->message != nullptr ? args->message : "";
+  // gRPC's traces (GRPC_TRACE=http) print call metadata: never a line that
+  // may carry a caller's token or registry credentials.
+  const std::string lower = absl::AsciiStrToLower(message);
+  if (absl::StrContains(lower, "authorization") || absl::StrContains(lower, "x-registry-auth") ||
+      absl::StrContains(lower, "bearer")) {
+    return;
+  }
+  LogEvent(level, absl::StrCat("grpc: ", RedactSecrets(message)));
 }
 
 void RouteGrpcLogs() {

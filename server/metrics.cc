@@ -35,6 +35,7 @@ std::string StatusClass(long status) {
 std::string CodeName(absl::StatusCode code) {
   std::string upper = absl::StatusCodeToString(code);
   if (code == absl::StatusCode::kOk) return "OK";
+  if (code == absl::StatusCode::kCancelled) return "Canceled";  // Go's spelling
   std::string out;
   bool start = true;
   for (char c : upper) {
@@ -146,6 +147,11 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Start(Options options) {
   return m;
 }
 
+std::string Metrics::KnownRegistryLabel(const std::string& host) {
+  absl::MutexLock lock(&mu_);
+  return registries_.count(host) > 0 ? host : "other";
+}
+
 std::string Metrics::RegistryLabel(const std::string& host) {
   absl::MutexLock lock(&mu_);
   if (registries_.count(host) > 0) return host;
@@ -181,7 +187,9 @@ void Metrics::StreamsInFlight(int delta) { streams_in_flight_->Increment(delta);
 void Metrics::RegistryRequest(const std::string& host, absl::string_view operation,
                               absl::string_view method, long status, absl::Duration took,
                               int64_t bytes_sent, int64_t bytes_received) {
-  const std::string registry = RegistryLabel(host);
+  // Only a host that answered HTTP takes one of the label slots: callers
+  // naming hosts that do not exist must not crowd the real registries out.
+  const std::string registry = status > 0 ? RegistryLabel(host) : KnownRegistryLabel(host);
   requests_
       ->Add({{"registry", registry},
              {"operation", std::string(operation)},

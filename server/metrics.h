@@ -73,6 +73,8 @@ class Metrics : public Observer {
   explicit Metrics(Options options);
   // `host`, or "other" once max_registries distinct hosts were seen.
   std::string RegistryLabel(const std::string& host);
+  // `host` if it already has a label, else "other" (takes no slot).
+  std::string KnownRegistryLabel(const std::string& host);
   prometheus::Labels CallLabels(absl::string_view method, absl::string_view type,
                                 absl::string_view tenant) const;
 

@@ -187,14 +187,18 @@ class UploadBlobReactor
       } else if (stream_ != nullptr) {
         stream_->CallerDone();
       } else {
-        Complete(absl::InvalidArgumentError("the stream ended before its start message"));
+        Started(record_, "");
+        Complete(Logged(record_, nullptr,
+                        absl::InvalidArgumentError("the stream ended before its start message")));
       }
       return;
     }
     if (stream_ == nullptr) {
       if (!req_.has_start()) {
         ended_ = true;
-        Complete(absl::InvalidArgumentError("the first UploadBlob message must be start"));
+        Started(record_, "");
+        Complete(Logged(record_, nullptr,
+                        absl::InvalidArgumentError("the first UploadBlob message must be start")));
         return;
       }
       if (!Begin()) {

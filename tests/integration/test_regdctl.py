@@ -461,6 +461,20 @@ class ExitCodeTest(CtlCase):
         self.assertIn("not found", line)
         self.assertEqual(run.out, "")
 
+    def test_hostile_text_never_drives_the_terminal(self):
+        # A label an image's author chose, with a terminal title escape, a C1
+        # CSI and a fake line: regdctl shows them escaped, on one line.
+        evil = "\x1b]0;pwned\x07x\u009b2Jy\nconfig: sha256:fake"
+        img = images.build_image(uniq("evil"), {"note": evil})
+        repo = uniq("ctl-evil")
+        images.push(img, ENV.workdir, REG.host, repo, "v1")
+        run = ctl("inspect", "%s/%s:v1" % (REG.host, repo))
+        self.assertRc(run, 0)
+        for bad in (b"\x1b", b"\x07", "\u009b".encode()):
+            self.assertNotIn(bad, run.stdout, run)
+        self.assertIn("\\x1b]0;pwned", run.out)
+        self.assertNotIn("\nconfig: sha256:fake", run.out)
+
     def test_bad_reference_is_3(self):
         for ref in ("%s/UPPER/case:tag" % REG.host, "%s/a:bad tag" % REG.host, "%s/a@sha256:xyz" % REG.host):
             with self.subTest(ref=ref):
