@@ -142,8 +142,8 @@ std::string TerminalSafe(absl::string_view text, bool keep_newlines) {
     } else if (c == 0xc2 && i + 1 < text.size() &&
                static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
                static_cast<unsigned char>(text[i + 1]) <= 0x9f) {
-      absl::StrAppend(&out, "\\u00", absl::Hex(static_cast<unsigned char>(text[i + 1]),
-                                               absl::kZeroPad2));
+      absl::StrAppend(&out, "\\u00",
+                      absl::Hex(static_cast<unsigned char>(text[i + 1]), absl::kZeroPad2));
       ++i;
     } else {
       out.push_back(static_cast<char>(c));

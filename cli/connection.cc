@@ -63,9 +63,9 @@ bool IsLocal(absl::string_view address) {
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(ConnectionOptions options) {
   if (!UsesTls(options) && (options.has_token || !options.registry_auth.empty()) &&
       !IsLocal(options.address)) {
-    return UsageError(absl::StrCat(
-        "refusing to send a token or registry credentials in plain text to ", options.address,
-        ": give --tls-ca (TLS), or use a loopback or unix: address"));
+    return UsageError(
+        absl::StrCat("refusing to send a token or registry credentials in plain text to ",
+                     options.address, ": give --tls-ca (TLS), or use a loopback or unix: address"));
   }
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = Credentials(options);
   if (!creds.ok()) return creds.status();

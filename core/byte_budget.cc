@@ -28,10 +28,10 @@ absl::StatusOr<ByteBudget::Reservation> ByteBudget::Reserve(int64_t bytes) {
   if (bytes <= 0) return Reservation();
   absl::MutexLock lock(&mu_);
   if (bytes > capacity_ - in_use_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the budget for inline data and streamed uploads is full (", in_use_,
-                     " of ", capacity_, " bytes held by calls in flight, --inline_memory); "
-                     "retry later or send a file path"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the budget for inline data and streamed uploads is full (", in_use_, " of ", capacity_,
+        " bytes held by calls in flight, --inline_memory); "
+        "retry later or send a file path"));
   }
   in_use_ += bytes;
   return Reservation(this, bytes);

@@ -85,13 +85,11 @@ class Engine {
   // policy check, which runs before anything is sent to a registry.
 
   // ---- reads (ReadService) ----
-  [[nodiscard]] absl::StatusOr<InspectResult> Inspect(const CallContext& ctx,
-                                                      absl::string_view ref,
+  [[nodiscard]] absl::StatusOr<InspectResult> Inspect(const CallContext& ctx, absl::string_view ref,
                                                       const std::optional<Platform>& platform) {
     return reads_->Inspect(ctx, ref, platform);
   }
-  [[nodiscard]] absl::StatusOr<ImageResult> GetImage(const CallContext& ctx,
-                                                     absl::string_view ref,
+  [[nodiscard]] absl::StatusOr<ImageResult> GetImage(const CallContext& ctx, absl::string_view ref,
                                                      const std::optional<Platform>& platform) {
     return reads_->GetImage(ctx, ref, platform);
   }

@@ -306,7 +306,8 @@ std::string NormaliseRegistry(absl::string_view registry) {
   }
   if (key == "allowed_paths") {
     if (!v.IsArray() || v.Size() > kMaxAllowedPaths) {
-      return Bad(where, absl::StrCat("must be an array of at most ", kMaxAllowedPaths, " directories"));
+      return Bad(where,
+                 absl::StrCat("must be an array of at most ", kMaxAllowedPaths, " directories"));
     }
     for (rapidjson::SizeType i = 0; i < v.Size(); ++i) {
       const std::string at = absl::StrCat(where, "[", i, "]");

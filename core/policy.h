@@ -48,7 +48,7 @@ struct Tenant {
   std::string client_cert_uri_san;
   std::string token_sha256;  // lower-case hex
   std::vector<AllowRule> allow;
-  std::string docker_config;     // a docker config.json for this tenant; "" none
+  std::string docker_config;  // a docker config.json for this tenant; "" none
   // Directories its file sources (BlobSource.path, OciLayout.path) may be read
   // from. Under a policy only these count (not --allowed_paths): a tenant
   // without any has no file sources, so no tenant reads another's files.

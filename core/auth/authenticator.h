@@ -7,8 +7,8 @@
 // serves a caller with other (or no) credentials. Each call's credentials
 // come from its CredentialChain.
 //
-// Owns its TokenCache; borrows the Transport and Clock, which must outlive it. Thread-safe. Never logs or returns credentials or tokens in
-// a Status message.
+// Owns its TokenCache; borrows the Transport and Clock, which must outlive it. Thread-safe. Never
+// logs or returns credentials or tokens in a Status message.
 #ifndef REGD_CORE_AUTH_AUTHENTICATOR_H_
 #define REGD_CORE_AUTH_AUTHENTICATOR_H_
 

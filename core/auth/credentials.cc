@@ -11,18 +11,18 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "absl/strings/ascii.h"
 #include "core/digest.h"
 #include "core/files.h"
-#include "core/text.h"
 #include "core/json.h"
 #include "core/status_macros.h"
+#include "core/text.h"
 #include "rapidjson/document.h"
 
 extern char** environ;
@@ -282,7 +282,8 @@ absl::StatusOr<CallCredentials> ParseAuthConfig(absl::string_view json) {
     }
   }
   absl::StatusOr<Credentials> creds = FromAuthEntry(doc);
-  if (!creds.ok()) return absl::InvalidArgumentError("x-registry-auth: \"auth\" is not base64 user:password");
+  if (!creds.ok())
+    return absl::InvalidArgumentError("x-registry-auth: \"auth\" is not base64 user:password");
   out.creds = *std::move(creds);
   if (out.creds.empty()) {
     return absl::InvalidArgumentError(

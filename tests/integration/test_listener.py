@@ -21,35 +21,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import grpc  # noqa: E402
 
 from fixtures import stubs, testing  # noqa: E402
+from fixtures.certs import make_ca, make_leaf  # noqa: E402
 from fixtures.daemon import Daemon  # noqa: E402
 
 S = stubs.load()
 pb = S.registry_pb2
 ENV = None
-
-
-def openssl(*args):
-    subprocess.run(["openssl"] + list(args), check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-
-
-def make_ca(d, name):
-    key, cert = os.path.join(d, name + "-ca.key"), os.path.join(d, name + "-ca.pem")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", key,
-            "-out", cert, "-subj", "/CN=%s test CA" % name)
-    return cert, key
-
-
-def make_leaf(d, name, ca, cn, san=None):
-    """A certificate for `cn` signed by `ca` (cert, key): (cert_path, key_path)."""
-    key, csr, cert = (os.path.join(d, name + ext) for ext in (".key", ".csr", ".pem"))
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=" + cn)
-    ext = os.path.join(d, name + ".ext")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=%s\n" % (san or ("DNS:" + cn)))
-    openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
-            "-days", "2", "-out", cert, "-extfile", ext)
-    return cert, key
 
 
 def read(path):

@@ -44,6 +44,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import grpc  # noqa: E402
 
 from fixtures import images, stubs, testing, util  # noqa: E402
+from fixtures.callers import Caller, Upload, retry  # noqa: E402,F401
+from fixtures.certs import make_ca, make_leaf  # noqa: E402
 from fixtures.daemon import Daemon  # noqa: E402
 from fixtures.fault_proxy import FaultProxy  # noqa: E402
 from fixtures.registry import Registry  # noqa: E402
@@ -96,30 +98,6 @@ def secrets_list():
 
 
 # -- certificates ------------------------------------------------------------------------
-
-def openssl(*args):
-    subprocess.run(["openssl"] + list(args), check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-
-
-def make_ca(d, name):
-    key, cert = os.path.join(d, name + "-ca.key"), os.path.join(d, name + "-ca.pem")
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2", "-keyout", key, "-out", cert, "-subj", "/CN=%s test CA" % name)
-    return cert, key
-
-
-def make_leaf(d, name, ca, cn, san):
-    key, csr, cert = (os.path.join(d, name + ext) for ext in (".key", ".csr", ".pem"))
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", key, "-out", csr, "-subj", "/CN=" + cn)
-    ext = os.path.join(d, name + ".ext")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=%s\n" % san)
-    openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
-            "-days", "2", "-out", cert, "-extfile", ext)
-    return cert, key
-
 
 def read(path):
     with open(path, "rb") as f:
@@ -238,122 +216,6 @@ def setUpModule():
 
 
 # -- calls -------------------------------------------------------------------------------
-
-def retry():
-    return retry_config(pb, max_attempts=2, initial_delay=0.05)
-
-
-class Upload:
-    """The events of one UploadBlob call and the error that ended it (or None)."""
-
-    def __init__(self):
-        self.events = []
-        self.error = None
-
-    @property
-    def code(self):
-        return self.error.code() if self.error is not None else grpc.StatusCode.OK
-
-    @property
-    def details(self):
-        return self.error.details() if self.error is not None else ""
-
-    def kinds(self):
-        return [e.WhichOneof("event") for e in self.events]
-
-    def outcome(self):
-        res = [e.result for e in self.events if e.WhichOneof("event") == "result"]
-        return pb.LayerResult.Outcome.Name(res[-1].outcome) if res else None
-
-    def summary(self):
-        return "%s; status %s %s" % (self.kinds(), self.code.name, self.details)
-
-
-class Caller:
-    """The RPCs of one caller: a stub plus the metadata it sends."""
-
-    def __init__(self, stub, token=None, metadata=()):
-        self.stub = stub
-        self.metadata = list(metadata)
-        if token is not None:
-            self.metadata.append(("authorization", "Bearer " + token))
-
-    def exists(self, ref):
-        return self.stub.Exists(pb.ExistsRequest(image_ref=ref), timeout=T,
-                                metadata=self.metadata).exists
-
-    def inspect(self, ref):
-        return self.stub.Inspect(pb.InspectRequest(image_ref=ref), timeout=T,
-                                 metadata=self.metadata)
-
-    def get_image(self, ref):
-        return self.stub.GetImage(pb.GetImageRequest(image_ref=ref), timeout=T,
-                                  metadata=self.metadata)
-
-    def get_descriptor(self, ref):
-        return self.stub.GetDescriptor(pb.GetDescriptorRequest(image_ref=ref), timeout=T,
-                                       metadata=self.metadata)
-
-    def read_blob(self, repo, digest):
-        it = self.stub.ReadBlob(pb.ReadBlobRequest(repo=repo, digest=digest), timeout=T,
-                                metadata=self.metadata)
-        return b"".join(c.data for c in it)
-
-    def write_layer(self, repo, data, timeout=T, mount_from=""):
-        return Stream(self.stub.WriteLayer(
-            pb.WriteLayerRequest(repo=repo, layer=pb.BlobSource(data=data, mount_from=mount_from),
-                                 retry=retry()),
-            timeout=timeout, metadata=self.metadata))
-
-    def upload_blob(self, repo, data, mount_from="", timeout=T, chunk=1 << 20):
-        """UploadBlob: start, then the bytes from each send_from. Returns an Upload."""
-        q = queue.Queue()
-        q.put(pb.UploadBlobRequest(start=pb.UploadBlobStart(
-            repo=repo, digest=sha256(data), size=len(data), mount_from=mount_from,
-            retry=retry())))
-
-        def requests():
-            while True:
-                m = q.get()
-                if m is None:
-                    return
-                yield m
-        call = self.stub.UploadBlob(requests(), timeout=timeout, metadata=self.metadata)
-        up = Upload()
-        try:
-            for ev in call:
-                up.events.append(ev)
-                kind = ev.WhichOneof("event")
-                if kind == "send_from":
-                    for off in range(ev.send_from.offset, len(data), chunk):
-                        q.put(pb.UploadBlobRequest(chunk=pb.UploadChunk(
-                            offset=off, data=data[off:off + chunk])))
-                elif kind == "result":
-                    q.put(None)  # half-close; the status follows
-        except grpc.RpcError as e:
-            up.error = e
-        finally:
-            q.put(None)
-        return up
-
-    def push_image(self, ref, img, digest_only=False):
-        """PushImage of a built image, its blobs inline (or named by digest and size)."""
-        def src(b):
-            if digest_only:
-                return pb.BlobSource(digest=b.digest, size=b.size, media_type=b.media_type)
-            return pb.BlobSource(data=b.data)
-        spec = pb.ImageSpec()
-        spec.config.CopyFrom(src(img.config))
-        for layer in img.layers:
-            spec.layers.append(src(layer))
-        return Stream(self.stub.PushImage(pb.PushImageRequest(ref=ref, image=spec, retry=retry()),
-                                          timeout=T, metadata=self.metadata))
-
-    def push_index(self, ref, child_ref):
-        req = pb.PushIndexRequest(ref=ref)
-        req.manifests.add(ref=child_ref)
-        return self.stub.PushIndex(req, timeout=T, metadata=self.metadata)
-
 
 def tenant(name, daemon=None):
     return Caller((daemon or D).stub, TOKENS[name])

@@ -45,6 +45,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from fixtures import images, paths, testing, util  # noqa: E402
+from fixtures.certs import make_ca, make_leaf  # noqa: E402
 from fixtures.daemon import Daemon  # noqa: E402
 from fixtures.fault_proxy import FaultProxy  # noqa: E402
 from fixtures.registry import Registry  # noqa: E402
@@ -726,30 +727,6 @@ class HealthAndAuthTest(CtlCase):
 
 # -- TLS, mTLS and the caller's token ----------------------------------------------------------
 
-def openssl(*args):
-    subprocess.run(["openssl"] + list(args), check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-
-
-def make_ca(d):
-    key, cert = os.path.join(d, "ca.key"), os.path.join(d, "ca.pem")
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2", "-keyout", key, "-out", cert, "-subj", "/CN=regdctl test CA")
-    return cert, key
-
-
-def make_leaf(d, name, ca, cn, san):
-    key, csr, cert = (os.path.join(d, name + ext) for ext in (".key", ".csr", ".pem"))
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", key, "-out", csr, "-subj", "/CN=" + cn)
-    ext = os.path.join(d, name + ".ext")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=%s\n" % san)
-    openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
-            "-days", "2", "-out", cert, "-extfile", ext)
-    return cert, key
-
-
 class TlsTest(CtlCase):
     """A daemon serving TLS with client certificates (--tls_client_ca) and a --policy of two
     tenants: one named by its certificate's CN, one by its bearer token."""
@@ -760,7 +737,7 @@ class TlsTest(CtlCase):
     def setUpClass(cls):
         d = os.path.join(ENV.workdir, "certs")
         os.makedirs(d)
-        ca = make_ca(d)
+        ca = make_ca(d, "regdctl")
         cls.ca = ca[0]
         server = make_leaf(d, "server", ca, "regd", "DNS:regd.test,IP:127.0.0.1")
         cls.client = make_leaf(d, "client", ca, "ctl-client", "DNS:ctl-client")
