@@ -998,18 +998,7 @@ def proc_status_kib(pid, field):
     raise KeyError(field)
 
 
-_SANITIZED = []
-
-
-def sanitized_binary():
-    """True when regd is an ASan build (its allocator keeps more memory)."""
-    if not _SANITIZED:
-        try:
-            with open(paths.regd_bin(), "rb") as f:
-                _SANITIZED.append(b"AddressSanitizer" in f.read())
-        except OSError:
-            _SANITIZED.append(False)
-    return _SANITIZED[0]
+sanitized_binary = paths.regd_is_sanitized
 
 
 def absl_seconds(text):

@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import grpc  # noqa: E402
 
-from fixtures import images, stubs, testing, util  # noqa: E402
+from fixtures import images, paths, stubs, testing, util  # noqa: E402
 from fixtures.daemon import Daemon, DaemonError  # noqa: E402
 from fixtures.fault_proxy import FaultProxy  # noqa: E402
 from fixtures.registry import Registry  # noqa: E402
@@ -589,7 +589,9 @@ class InlineBudgetTest(LimitsCase):
         self.assertGreaterEqual(codes.get("OK", 0), 1, codes)
         self.assertGreaterEqual(codes.get("RESOURCE_EXHAUSTED", 0), 1,
                                 "no call was refused: the calls did not overlap? %s" % codes)
-        self.assertLess(hwm, self.MAX_HWM_KB, "VmHWM %d kB" % hwm)
+        # ASan's quarantine keeps freed request buffers resident for a while.
+        limit = self.MAX_HWM_KB + (128 * 1000 if paths.regd_is_sanitized() else 0)
+        self.assertLess(hwm, limit, "VmHWM %d kB" % hwm)
 
         # The budget is whole again: as many calls fit at once as on the fresh daemon.
         time.sleep(0.5)
