@@ -9,6 +9,9 @@ namespace regd {
 Engine::~Engine() = default;
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineOptions options) {
+  if (options.cache_bytes < 0) {
+    return absl::InvalidArgumentError("--cache_bytes must not be negative");
+  }
   for (const std::string& host : options.insecure_registries) {
     if (host.empty() || host.find('/') != std::string::npos) {
       return absl::InvalidArgumentError(
@@ -50,7 +53,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineOptions options) {
                                                 e->egress_.get(), options.observer);
   e->registries_ = std::make_unique<Registries>(std::move(options.registries), e->client_.get(),
                                                 e->credentials_.get(), clock);
-  e->reads_ = std::make_unique<ReadService>(e->registries_.get());
+  e->cache_ = std::make_unique<MetadataCache>(options.cache_bytes, options.observer);
+  e->reads_ = std::make_unique<ReadService>(e->registries_.get(), e->cache_.get());
+  e->pulls_ = std::make_unique<PullService>(e->registries_.get(), e->reads_.get(),
+                                            options.allowed_paths, options.max_index_entries,
+                                            options.max_image_layers);
   WriteOptions wo;
   wo.allowed_paths = std::move(options.allowed_paths);
   wo.default_chunk_size = options.default_chunk_size;

@@ -4,7 +4,8 @@
 // transport (connections, DNS and TLS sessions reused across calls), the
 // daemon's credential store, the Authenticator and its token cache (one token
 // per registry, credentials and scope), the RegistryClient, the Registries
-// (per-registry settings), and the two services that do the work: ReadService
+// (per-registry settings), the MetadataCache (manifests and configs by
+// digest), and the two services that do the work: ReadService
 // (core/read/) and WriteService (core/write/: in-flight uploads that
 // concurrent writers of one blob share, per-registry upload slots).
 //
@@ -31,6 +32,8 @@
 #include "core/http/egress.h"
 #include "core/http/http.h"
 #include "core/observer.h"
+#include "core/read/metadata_cache.h"
+#include "core/read/pull_service.h"
 #include "core/read/read_service.h"
 #include "core/registry/client.h"
 #include "core/registry/registries.h"
@@ -65,6 +68,9 @@ struct EngineOptions {
   // Entries of a PushIndex, and layers of a PushImage.
   int max_index_entries = 1024;
   int max_image_layers = 4096;
+  // Bytes of manifests and configs fetched by digest kept in memory
+  // (--cache_bytes; see MetadataCache). 0: no cache.
+  int64_t cache_bytes = 64 << 20;
   // Hears what the core does (metrics); null: nobody. Must outlive the Engine.
   Observer* observer = nullptr;
   // Injected for tests; null: real ones.
@@ -112,6 +118,13 @@ class Engine {
     return reads_->ReadBlob(ctx, repo, digest, offset, sink, chunk_bytes);
   }
 
+  // Pulls an image or index into an OCI layout (see PullService). Events
+  // carry the blob digest; returns what index.json now names.
+  [[nodiscard]] absl::StatusOr<Descriptor> PullImage(const CallContext& ctx,
+                                                     const PullSpec& spec) {
+    return pulls_->PullImage(ctx, spec);
+  }
+
   // ---- writes (WriteService) ----
   // Uploads one blob (see WriteLayerRequest). Events go to ctx.events from the
   // calling thread; the LayerResult is returned, not sent as an event.
@@ -153,8 +166,10 @@ class Engine {
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<RegistryClient> client_;
   std::unique_ptr<Registries> registries_;
+  std::unique_ptr<MetadataCache> cache_;
   std::unique_ptr<ReadService> reads_;
   std::unique_ptr<WriteService> writes_;
+  std::unique_ptr<PullService> pulls_;
 };
 
 }  // namespace regd

@@ -43,6 +43,10 @@ class Observer {
   virtual void TokenFetch(const std::string& host, bool ok) {}
   // The registry's RateLimit-Remaining (the first number of it), when it sends one.
   virtual void RateLimitRemaining(const std::string& host, double remaining) {}
+  // A lookup in the metadata cache (manifests and configs by digest).
+  virtual void CacheLookup(bool hit) {}
+  // Bytes the metadata cache holds now (after an insert and its evictions).
+  virtual void CacheBytes(int64_t bytes) {}
 };
 
 // An Observer that does nothing (the default).

@@ -173,6 +173,9 @@ void ToProto(const LayerOutcome& r, v1::LayerResult* out) {
     case LayerOutcomeKind::kShared:
       out->set_outcome(v1::LayerResult::SHARED);
       break;
+    case LayerOutcomeKind::kDownloaded:
+      out->set_outcome(v1::LayerResult::DOWNLOADED);
+      break;
   }
 }
 

@@ -69,6 +69,10 @@ ABSL_FLAG(int64_t, inline_memory, 64 << 20,
           "Bytes that inline blob data (BlobSource.data) and streamed uploads (UploadBlob: "
           "3 MiB each) of all calls together may hold; past it calls get RESOURCE_EXHAUSTED. "
           "regd's memory is about 30 MiB + --grpc_memory + this");
+ABSL_FLAG(int64_t, cache_bytes, 64 << 20,
+          "Bytes of manifests and configs fetched by digest that regd keeps in memory and serves "
+          "again without asking the registry (content named by its digest cannot change; tags "
+          "are always looked up). Each entry is kept for the credentials that fetched it. 0: off");
 ABSL_FLAG(std::string, metrics_listen, "",
           "host:port to serve Prometheus metrics at /metrics (e.g. 0.0.0.0:9090); empty: off");
 ABSL_FLAG(int64_t, stream_window, 1 << 20,
@@ -187,6 +191,8 @@ constexpr absl::Duration kTeardownLimit = absl::Seconds(5);
     return absl::InvalidArgumentError(
         absl::StrCat("--inline_memory must be at least ", e.max_inline_bytes));
   }
+  e.cache_bytes = absl::GetFlag(FLAGS_cache_bytes);
+  if (e.cache_bytes < 0) return absl::InvalidArgumentError("--cache_bytes must not be negative");
   for (const std::string& p : absl::GetFlag(FLAGS_allowed_paths)) {
     if (!p.empty()) e.allowed_paths.push_back(p);
   }

@@ -120,6 +120,18 @@ Metrics::Metrics(Options options)
                               .Name("regd_registry_ratelimit_remaining")
                               .Help("The registry's last RateLimit-Remaining, by registry.")
                               .Register(r);
+  auto& cache_requests = BuildCounter()
+                             .Name("regd_cache_requests_total")
+                             .Help("Lookups in the metadata cache (manifests and configs by "
+                                   "digest), by result: hit or miss.")
+                             .Register(r);
+  cache_hits_ = &cache_requests.Add({{"result", "hit"}});
+  cache_misses_ = &cache_requests.Add({{"result", "miss"}});
+  cache_bytes_ = &BuildGauge()
+                      .Name("regd_cache_bytes")
+                      .Help("Bytes the metadata cache holds (--cache_bytes bounds it).")
+                      .Register(r)
+                      .Add({});
   BuildGauge()
       .Name("regd_build_info")
       .Help("regd's version; always 1.")
@@ -230,5 +242,9 @@ void Metrics::TokenFetch(const std::string& host, bool ok) {
 void Metrics::RateLimitRemaining(const std::string& host, double remaining) {
   ratelimit_remaining_->Add({{"registry", RegistryLabel(host)}}).Set(remaining);
 }
+
+void Metrics::CacheLookup(bool hit) { (hit ? cache_hits_ : cache_misses_)->Increment(); }
+
+void Metrics::CacheBytes(int64_t bytes) { cache_bytes_->Set(static_cast<double>(bytes)); }
 
 }  // namespace regd

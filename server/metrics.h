@@ -2,7 +2,8 @@
 // pull exposer (--metrics_listen).
 //
 // It is the core's Observer (registry requests, bytes, retries, blob
-// outcomes, uploads in flight, slot waits, token fetches, RateLimit-Remaining)
+// outcomes, uploads in flight, slot waits, token fetches, RateLimit-Remaining,
+// metadata cache lookups and bytes)
 // and the server's record of gRPC calls, in the go-grpc-prometheus shape
 // (grpc_server_started_total, grpc_server_handled_total,
 // grpc_server_handling_seconds), with a `tenant` label when a policy is
@@ -68,6 +69,8 @@ class Metrics : public Observer {
   void UploadSlotWaited(absl::Duration waited) override;
   void TokenFetch(const std::string& host, bool ok) override;
   void RateLimitRemaining(const std::string& host, double remaining) override;
+  void CacheLookup(bool hit) override;
+  void CacheBytes(int64_t bytes) override;
 
  private:
   explicit Metrics(Options options);
@@ -98,6 +101,9 @@ class Metrics : public Observer {
   prometheus::Histogram* slot_wait_seconds_;
   prometheus::Family<prometheus::Counter>* token_fetches_;
   prometheus::Family<prometheus::Gauge>* ratelimit_remaining_;
+  prometheus::Counter* cache_hits_;
+  prometheus::Counter* cache_misses_;
+  prometheus::Gauge* cache_bytes_;
 
   absl::Mutex mu_;
   std::set<std::string> registries_ ABSL_GUARDED_BY(mu_);

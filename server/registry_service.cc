@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/log.h"
+#include "core/read/blob_reader.h"
 #include "core/reference/reference.h"
 #include "core/status_macros.h"
 #include "core/upload/blob_stream.h"
@@ -16,6 +17,7 @@ namespace {
 
 using WriteLayerReactor = StreamReactor<v1::WriteLayerEvent>;
 using PushReactor = StreamReactor<v1::PushEvent>;
+using PullReactor = StreamReactor<v1::PullEvent>;
 using BlobReactor = StreamReactor<v1::BlobChunk>;
 
 // A unary call's reactor: like the default one, plus a cancel flag the
@@ -402,6 +404,14 @@ grpc::ServerWriteReactor<v1::BlobChunk>* RegistryService::ReadBlob(grpc::Callbac
   return StartStream(callers_, executor_, ctx, reactor, Rpc{"ReadBlob", "server_stream", metrics_},
                      absl::StrCat(req->repo(), "@", req->digest()),
                      [this, req, reactor](CallContext& call) -> absl::Status {
+                       call.retry = req->has_retry() ? FromProto(req->retry())
+                                                     : DefaultBlobReadRetry();
+                       call.events.on_retry = [reactor](const std::string&,
+                                                        const RetryNotice& n) {
+                         v1::BlobChunk chunk;
+                         ToProto(n, chunk.mutable_retry());
+                         reactor->Push(std::move(chunk));
+                       };
                        auto sink = [reactor](absl::string_view data) {
                          v1::BlobChunk chunk;
                          chunk.set_data(std::string(data));
@@ -474,6 +484,52 @@ grpc::ServerWriteReactor<v1::PushEvent>* RegistryService::PushImage(
         };
         ASSIGN_OR_RETURN(Descriptor d, engine_->PushImage(call, spec));
         v1::PushEvent e;
+        ToProto(d, e.mutable_result()->mutable_descriptor_());
+        reactor->Push(std::move(e));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerWriteReactor<v1::PullEvent>* RegistryService::PullImage(
+    grpc::CallbackServerContext* ctx, const v1::PullImageRequest* req) {
+  auto* reactor = new PullReactor([](const v1::PullEvent& e) {
+    return PullReactor::Class{e.blob_digest(), e.has_progress()};
+  });
+  return StartStream(
+      callers_, executor_, ctx, reactor, Rpc{"PullImage", "server_stream", metrics_}, req->ref(),
+      [this, req, reactor](CallContext& call) -> absl::Status {
+        PullSpec spec;
+        spec.ref = req->ref();
+        if (req->has_platform()) {
+          ASSIGN_OR_RETURN(spec.platform, FromProto(req->platform()));
+        }
+        spec.all_platforms = req->all_platforms();
+        spec.layout_path = req->layout().path();
+        spec.ref_name = req->layout().ref_name();
+        spec.concurrency = req->concurrency();
+        call.retry = req->has_retry() ? FromProto(req->retry()) : DefaultBlobReadRetry();
+        call.events.on_progress = [reactor](const std::string& digest, int64_t complete,
+                                            int64_t total) {
+          v1::PullEvent e;
+          e.set_blob_digest(digest);
+          e.mutable_progress()->set_complete(complete);
+          e.mutable_progress()->set_total(total);
+          reactor->Push(std::move(e));
+        };
+        call.events.on_retry = [reactor](const std::string& digest, const RetryNotice& n) {
+          v1::PullEvent e;
+          e.set_blob_digest(digest);
+          ToProto(n, e.mutable_retry());
+          reactor->Push(std::move(e));
+        };
+        call.events.on_layer = [reactor](const std::string& digest, const LayerOutcome& out) {
+          v1::PullEvent e;
+          e.set_blob_digest(digest);
+          ToProto(out, e.mutable_layer());
+          reactor->Push(std::move(e));
+        };
+        ASSIGN_OR_RETURN(Descriptor d, engine_->PullImage(call, spec));
+        v1::PullEvent e;
         ToProto(d, e.mutable_result()->mutable_descriptor_());
         reactor->Push(std::move(e));
         return absl::OkStatus();

@@ -41,6 +41,8 @@ class RegistryService final : public v1::Registry::CallbackService {
       grpc::CallbackServerContext* ctx, const v1::WriteLayerRequest* req) override;
   grpc::ServerWriteReactor<v1::PushEvent>* PushImage(grpc::CallbackServerContext* ctx,
                                                      const v1::PushImageRequest* req) override;
+  grpc::ServerWriteReactor<v1::PullEvent>* PullImage(grpc::CallbackServerContext* ctx,
+                                                     const v1::PullImageRequest* req) override;
   grpc::ServerUnaryReactor* PushIndex(grpc::CallbackServerContext* ctx,
                                       const v1::PushIndexRequest* req,
                                       v1::Descriptor* resp) override;

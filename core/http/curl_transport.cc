@@ -46,6 +46,7 @@ struct Transfer {
   size_t body_offset = 0;  // for the in-memory body
   absl::Status body_error;
   bool sink_aborted = false;
+  bool head_told = false;  // on_head was called for the current response
   bool too_large = false;
   bool error_body_capped = false;  // a non-2xx body passed max_body: stop reading
   absl::Time cancel_seen = absl::InfiniteFuture();
@@ -57,6 +58,7 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   absl::string_view line(data, size * n);
   if (absl::StartsWith(line, "HTTP/")) {
     t->resp->headers.clear();  // a new response (after 100-continue or a redirect)
+    t->head_told = false;
     return size * n;
   }
   size_t colon = line.find(':');
@@ -74,6 +76,14 @@ size_t OnWrite(char* data, size_t size, size_t n, void* user) {
   long code = 0;
   curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
   if (t->req->on_body && code >= 200 && code < 300) {
+    if (!t->head_told) {
+      t->head_told = true;
+      t->resp->status = code;
+      if (t->req->on_head && !t->req->on_head(*t->resp)) {
+        t->sink_aborted = true;
+        return 0;
+      }
+    }
     if (!t->req->on_body(code, absl::string_view(data, len))) {
       t->sink_aborted = true;
       return 0;
@@ -320,6 +330,9 @@ absl::StatusOr<HttpResponse> CurlTransport::SendOnce(const HttpRequest& req) {
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &OnWrite);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+  if (req.receive_buffer > 0) {
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, static_cast<long>(req.receive_buffer));
+  }
   curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, &OnProgress);
   curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);

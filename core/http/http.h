@@ -45,6 +45,8 @@ class BodySource {
   virtual absl::Status failure() const { return absl::OkStatus(); }
 };
 
+struct HttpResponse;
+
 struct HttpRequest {
   std::string method = "GET";
   std::string url;
@@ -59,6 +61,13 @@ struct HttpRequest {
   // always buffered (capped) so they can be reported.
   std::function<bool(long status, absl::string_view data)> on_body;
   size_t max_body = 4 << 20;
+  // With `on_body`: called once per 2xx response, with its status and headers,
+  // before its first body byte goes to `on_body` (return false to abort). A
+  // 2xx answer without a body never calls it (see the returned headers).
+  std::function<bool(const HttpResponse& head)> on_head;
+  // libcurl's receive buffer (CURLOPT_BUFFERSIZE) for this request; 0: its
+  // default (16 KiB). Large downloads use more, for fewer, larger callbacks.
+  size_t receive_buffer = 0;
 
   // Called with the number of body bytes sent so far (from the transfer thread).
   std::function<void(int64_t)> on_upload_progress;

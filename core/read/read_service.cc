@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/digest.h"
+#include "core/read/blob_reader.h"
 #include "core/status_macros.h"
 
 namespace regd {
@@ -24,9 +25,31 @@ namespace {
 
 }  // namespace
 
+std::string ReadService::CacheKey(const CallContext& ctx, const Repository& repo,
+                                  MetadataCache::Kind kind, const std::string& digest) const {
+  if (cache_ == nullptr || cache_->capacity() == 0 || !ValidateDigest(digest).ok()) return "";
+  // The identity the registry will see: an entry exists only for credentials
+  // whose own request for this repository was answered.
+  absl::StatusOr<ResolvedCredentials> who = registries_->ChainFor(ctx).Resolve(repo.registry);
+  if (!who.ok()) return "";
+  return MetadataCache::KeyOf(kind, repo.registry, repo.path, who->identity, digest);
+}
+
 absl::StatusOr<FetchedManifest> ReadService::FetchManifest(const CallContext& ctx,
                                                           const Repository& repo,
                                                           const std::string& identifier) {
+  // Only content named by the digest asked for is cached: never a tag's.
+  const std::string key = CacheKey(ctx, repo, MetadataCache::Kind::kManifest, identifier);
+  if (!key.empty()) {
+    if (std::shared_ptr<const MetadataCache::Content> hit = cache_->Lookup(key)) {
+      FetchedManifest f;
+      f.raw = hit->data;
+      f.media_type = hit->media_type;
+      f.digest = identifier;
+      f.kind = static_cast<ManifestKind>(hit->kind);
+      return f;
+    }
+  }
   RegistryApi api = registries_->ApiFor(ctx, repo.registry);
   ASSIGN_OR_RETURN(RawManifest got, api.GetManifest(repo, identifier, kMaxManifestBytes));
   FetchedManifest f;
@@ -56,6 +79,13 @@ absl::StatusOr<FetchedManifest> ReadService::FetchManifest(const CallContext& ct
       f.media_type = m.media_type;
     }
   }
+  // Kept only when verified against the digest asked for, and when the call's
+  // credentials still resolve to the identity looked up (a store may have
+  // re-read its file meanwhile).
+  if (!key.empty() && f.digest == identifier &&
+      key == CacheKey(ctx, repo, MetadataCache::Kind::kManifest, identifier)) {
+    cache_->Insert(key, MetadataCache::Content{f.raw, f.media_type, static_cast<int>(f.kind)});
+  }
   return f;
 }
 
@@ -66,9 +96,17 @@ absl::StatusOr<std::string> ReadService::FetchSmallBlob(const CallContext& ctx,
     return absl::ResourceExhaustedError(
         absl::StrCat("config blob ", d.digest, " is larger than ", kMaxManifestBytes, " bytes"));
   }
+  const std::string key = CacheKey(ctx, repo, MetadataCache::Kind::kBlob, d.digest);
+  if (!key.empty()) {
+    if (std::shared_ptr<const MetadataCache::Content> hit = cache_->Lookup(key)) return hit->data;
+  }
   RegistryApi api = registries_->ApiFor(ctx, repo.registry);
   ASSIGN_OR_RETURN(std::string body, api.GetSmallBlob(repo, d.digest, kMaxManifestBytes));
   RETURN_IF_ERROR(VerifyDigest(body, d.digest, "config blob"));
+  // As in FetchManifest: the identity looked up is still the call's.
+  if (!key.empty() && key == CacheKey(ctx, repo, MetadataCache::Kind::kBlob, d.digest)) {
+    cache_->Insert(key, MetadataCache::Content{body, "", 0});
+  }
   return body;
 }
 
@@ -209,29 +247,33 @@ absl::Status ReadService::ReadBlob(const CallContext& ctx, absl::string_view rep
   RETURN_IF_ERROR(ctx.Allow(repo, Action::kPull));
   RETURN_IF_ERROR(ValidateDigest(digest));
   if (offset < 0) return absl::InvalidArgumentError("offset must not be negative");
-  ASSIGN_OR_RETURN(Digester hasher, Digester::ForDigest(digest));
+  // From offset 0 every byte is hashed; a resume keeps hashing where it was.
+  std::optional<Digester> hasher;
+  if (offset == 0) {
+    ASSIGN_OR_RETURN(Digester d, Digester::ForDigest(digest));
+    hasher.emplace(std::move(d));
+  }
   RegistryApi api = registries_->ApiFor(ctx, repo.registry);
+  // The sink gets whole chunks of `chunk_bytes` (the last one shorter).
   std::string buf;
   buf.reserve(chunk_bytes);
-  bool started = false;
-  int64_t skip = 0;  // bytes to drop when the registry ignores our Range
   bool consumer_stopped = false;
   auto flush = [&]() -> bool {
-    if (buf.empty() || consumer_stopped) return !consumer_stopped;
+    if (buf.empty()) return true;
     if (ctx.bytes) ctx.bytes->fetch_add(static_cast<int64_t>(buf.size()));
     consumer_stopped = !sink(buf);
     buf.clear();
     return !consumer_stopped;
   };
-  auto on_body = [&](long status, absl::string_view data) -> bool {
-    if (!started) {
-      started = true;
-      if (status == 200 && offset > 0) skip = offset;  // Range ignored: whole blob
-    }
-    size_t drop = static_cast<size_t>(std::min<int64_t>(skip, static_cast<int64_t>(data.size())));
-    data.remove_prefix(drop);
-    skip -= static_cast<int64_t>(drop);
-    if (offset == 0) hasher.Update(data);
+  BlobRead read;
+  read.offset = offset;
+  read.verify = hasher.has_value() ? &*hasher : nullptr;
+  read.retry = ctx.retry;
+  read.on_retry = [&](const RetryNotice& n) {
+    // Bytes before the wait reach the caller first: one unbroken stream.
+    if (flush() && ctx.events.on_retry) ctx.events.on_retry(std::string(digest), n);
+  };
+  read.sink = [&](absl::string_view data) -> bool {
     while (!data.empty()) {
       size_t take = std::min(chunk_bytes - buf.size(), data.size());
       buf.append(data.data(), take);
@@ -240,34 +282,14 @@ absl::Status ReadService::ReadBlob(const CallContext& ctx, absl::string_view rep
     }
     return true;
   };
-  absl::StatusOr<HttpResponse> resp = api.GetBlobStream(repo, digest, offset, -1, on_body);
-  if (resp.ok() && resp->status == 416 && offset > 0) {
-    // Some registries (go-containerregistry's) take only closed ranges: ask
-    // for the blob's size and name the last byte.
-    ASSIGN_OR_RETURN(std::optional<int64_t> size, api.HeadBlob(repo, digest));
-    if (size.has_value() && offset < *size) {
-      started = false;
-      resp = api.GetBlobStream(repo, digest, offset, *size - 1, on_body);
-    }
-  }
-  if (!resp.ok()) {
-    if (consumer_stopped) return absl::CancelledError("reader went away");
-    return resp.status();
-  }
-  if (resp->status == 416) {
-    return absl::OutOfRangeError(absl::StrCat("offset ", offset, " is past the end of the blob"));
-  }
-  if (resp->status != 200 && resp->status != 206) {
-    return StatusFromHttp(*resp, "GET blob", NotFoundMeaning::kImage);
+  absl::StatusOr<BlobReadResult> got = ReadBlobResumable(api, repo, std::string(digest), read);
+  if (consumer_stopped) return absl::CancelledError("reader went away");
+  if (!got.ok()) {
+    // What arrived before a digest mismatch is not flushed: the caller must
+    // not take a half of another blob for the start of this one.
+    return got.status();
   }
   if (!flush()) return absl::CancelledError("reader went away");
-  if (offset == 0) {
-    std::string got = hasher.Finish();
-    if (got != digest) {
-      return absl::DataLossError(
-          absl::StrCat("blob digest mismatch: expected ", digest, ", content hashes to ", got));
-    }
-  }
   return absl::OkStatus();
 }
 

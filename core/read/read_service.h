@@ -6,8 +6,13 @@
 // through a RegistryApi bound to the call's credentials. Manifests and configs
 // are verified against their digests; blobs read from offset 0 too.
 //
-// Stateless beyond what it borrows (the Registries, which outlive it);
-// thread-safe.
+// Manifests fetched by digest and config blobs are kept in a MetadataCache
+// (when one is given), keyed by registry, repository, the call's credential
+// identity and digest, and served from it without a registry round trip;
+// manifests fetched by tag always ask the registry.
+//
+// Stateless beyond what it borrows (the Registries and the cache, which
+// outlive it); thread-safe.
 #ifndef REGD_CORE_READ_READ_SERVICE_H_
 #define REGD_CORE_READ_READ_SERVICE_H_
 
@@ -21,6 +26,7 @@
 #include "absl/strings/string_view.h"
 #include "core/call.h"
 #include "core/manifest/manifest.h"
+#include "core/read/metadata_cache.h"
 #include "core/reference/reference.h"
 #include "core/registry/registries.h"
 
@@ -56,7 +62,9 @@ struct FetchedManifest {
 
 class ReadService {
  public:
-  explicit ReadService(const Registries* registries) : registries_(registries) {}
+  // `cache` may be null: nothing is cached.
+  explicit ReadService(const Registries* registries, MetadataCache* cache = nullptr)
+      : registries_(registries), cache_(cache) {}
 
   [[nodiscard]] absl::StatusOr<InspectResult> Inspect(const CallContext& ctx,
                                                       absl::string_view ref,
@@ -73,10 +81,11 @@ class ReadService {
                                       size_t chunk_bytes);
 
   // GET a manifest by tag or digest, verified (no policy check: callers check).
+  // By digest, served from the cache when this call's credentials fetched it before.
   [[nodiscard]] absl::StatusOr<FetchedManifest> FetchManifest(const CallContext& ctx,
                                                               const Repository& repo,
                                                               const std::string& identifier);
-  // GET a small blob (a config), verified against its digest.
+  // GET a small blob (a config), verified against its digest (or from the cache).
   [[nodiscard]] absl::StatusOr<std::string> FetchSmallBlob(const CallContext& ctx,
                                                            const Repository& repo,
                                                            const Descriptor& d);
@@ -88,7 +97,13 @@ class ReadService {
   [[nodiscard]] absl::StatusOr<std::map<std::string, std::string>> LabelsOf(
       const CallContext& ctx, const Repository& repo, const Manifest& m);
 
+  // The cache key of `digest` in `repo` for the call's credentials; "" when
+  // nothing is to be cached (no cache, not a digest, credentials unresolved).
+  [[nodiscard]] std::string CacheKey(const CallContext& ctx, const Repository& repo,
+                                     MetadataCache::Kind kind, const std::string& digest) const;
+
   const Registries* const registries_;
+  MetadataCache* const cache_;
 };
 
 }  // namespace regd

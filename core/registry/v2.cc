@@ -153,7 +153,8 @@ absl::StatusOr<std::string> RegistryApi::GetSmallBlob(const Repository& repo,
 
 absl::StatusOr<HttpResponse> RegistryApi::GetBlobStream(
     const Repository& repo, absl::string_view digest, int64_t offset, int64_t last,
-    std::function<bool(long, absl::string_view)> on_body) {
+    std::function<bool(long, absl::string_view)> on_body,
+    std::function<bool(const HttpResponse&)> on_head, size_t receive_buffer) {
   HttpRequest req;
   req.method = "GET";
   req.url = BlobPath(repo, digest);
@@ -165,6 +166,8 @@ absl::StatusOr<HttpResponse> RegistryApi::GetBlobStream(
                            : absl::StrCat("bytes=", offset, "-"));
   }
   req.on_body = std::move(on_body);
+  req.on_head = std::move(on_head);
+  req.receive_buffer = receive_buffer;
   return client_->Send(who_, endpoint_, PullOf(repo), std::move(req));
 }
 

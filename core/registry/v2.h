@@ -84,11 +84,16 @@ class RegistryApi {
   // or `bytes=offset-last` when `last` >= 0. The raw answer (2xx, 416 or an
   // error status) comes back for the caller to judge; not retried (a stream
   // that began cannot be re-read into the same sink).
+  // `on_head` (optional) sees each 2xx answer's headers before its body.
   [[nodiscard]] absl::StatusOr<HttpResponse> GetBlobStream(
       const Repository& repo, absl::string_view digest, int64_t offset, int64_t last,
-      std::function<bool(long, absl::string_view)> on_body);
+      std::function<bool(long, absl::string_view)> on_body,
+      std::function<bool(const HttpResponse&)> on_head = nullptr, size_t receive_buffer = 0);
 
   const Endpoint& endpoint() const { return endpoint_; }
+  Observer* observer() const { return client_->observer(); }
+  Clock* clock() const { return clock_; }
+  const CancelFlag& cancelled() const { return cancelled_; }
 
  private:
   // Sends an idempotent request, retrying under `policy`.

@@ -31,9 +31,9 @@ struct BlobSpec {
   std::string mount_from;  // optional: repository on the same registry
 };
 
-enum class LayerOutcomeKind { kUploaded, kExisted, kMounted, kShared };
+enum class LayerOutcomeKind { kUploaded, kExisted, kMounted, kShared, kDownloaded };
 
-// "uploaded", "existed", "mounted", "shared".
+// "uploaded", "existed", "mounted", "shared", "downloaded".
 inline absl::string_view OutcomeName(LayerOutcomeKind k) {
   switch (k) {
     case LayerOutcomeKind::kUploaded:
@@ -44,6 +44,8 @@ inline absl::string_view OutcomeName(LayerOutcomeKind k) {
       return "mounted";
     case LayerOutcomeKind::kShared:
       return "shared";
+    case LayerOutcomeKind::kDownloaded:
+      return "downloaded";
   }
   return "uploaded";
 }
