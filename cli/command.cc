@@ -74,13 +74,19 @@ const std::vector<OptionSpec>& GlobalOptions() {
   return *specs;
 }
 
-std::vector<OptionSpec> RetryOptions() {
+std::vector<OptionSpec> RetryOptions(absl::string_view daemon_delay) {
   return {
       {"max-attempts", 0, "N",
        "attempts per blob before the call fails (default: the daemon's, 5)"},
       {"retry-delay", 0, "DURATION",
-       "first retry delay, doubled each time (default: the daemon's, 2s)"},
+       absl::StrCat("first retry delay, doubled each time (default: the daemon's, ", daemon_delay,
+                    ")")},
   };
+}
+
+std::vector<OptionSpec> With(std::vector<OptionSpec> a, const std::vector<OptionSpec>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
 }
 
 std::unique_ptr<ProgressDisplay> CommandEnv::NewDisplay() const {
@@ -125,6 +131,10 @@ absl::StatusOr<regd::v1::RetryConfig> CommandEnv::Retry() const {
     r.mutable_initial_delay()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
   }
   return r;
+}
+
+bool CommandEnv::RetryGiven() const {
+  return args_.Has("max-attempts") || args_.Has("retry-delay");
 }
 
 std::string TerminalSafe(absl::string_view text, bool keep_newlines) {

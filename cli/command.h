@@ -40,6 +40,9 @@ class CommandEnv {
 
   // The RetryConfig from --max-attempts and --retry-delay (zero: the daemon's defaults).
   [[nodiscard]] absl::StatusOr<regd::v1::RetryConfig> Retry() const;
+  // Whether --max-attempts or --retry-delay was given. ReadBlob and PullImage
+  // apply their own policy (short delays) only when the request has no retry.
+  bool RetryGiven() const;
 
  private:
   const ParsedArgs& args_;
@@ -61,8 +64,12 @@ struct Command {
 
 // The options every command takes (connection, output, progress).
 const std::vector<OptionSpec>& GlobalOptions();
-// --max-attempts and --retry-delay, for the commands that upload.
-std::vector<OptionSpec> RetryOptions();
+// --max-attempts and --retry-delay, for the commands that transfer blobs;
+// `daemon_delay` is the first delay regd uses when neither is given.
+std::vector<OptionSpec> RetryOptions(absl::string_view daemon_delay = "2s");
+
+// `a` followed by `b`.
+std::vector<OptionSpec> With(std::vector<OptionSpec> a, const std::vector<OptionSpec>& b);
 
 // Defined in read_commands.cc and write_commands.cc.
 std::vector<Command> ReadCommands();

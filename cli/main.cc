@@ -38,6 +38,7 @@ constexpr const char* kExamples =
     "  regdctl exists 127.0.0.1:5000/demo/hello:nope || echo absent\n"
     "  regdctl push 127.0.0.1:5000/app:1 --config config.json --layer layer.tar.gz --upload\n"
     "  regdctl -o json push registry.example.com/team/app:1 --layout /srv/build/oci\n"
+    "  regdctl pull 127.0.0.1:5000/demo/hello:latest --layout /srv/regd/oci  # the daemon's disk\n"
     "  regdctl read-blob 127.0.0.1:5000/demo/hello sha256:... -o blob --resume\n"
     "  regdctl --registry-auth-from-docker-config inspect ghcr.io/org/app:1 --platform "
     "linux/arm64\n"

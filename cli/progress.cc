@@ -77,6 +77,11 @@ std::string Bar(int64_t complete, int64_t total) {
   return bar + "]";
 }
 
+// Outcomes whose bytes this call moved (counted as transferred, shown with a rate).
+bool Transferred(absl::string_view outcome) {
+  return outcome == "uploaded" || outcome == "downloaded" || outcome == "read";
+}
+
 }  // namespace
 
 std::string HumanBytes(int64_t n) {
@@ -250,7 +255,7 @@ std::string ProgressDisplay::LineFor(const Blob& b, absl::Time now, bool bar) co
     if (b.failed) return absl::StrCat(label, "  failed: ", b.failure);
     absl::Duration took = b.finished - b.started;
     std::string line = absl::StrCat(label, "  ", HumanBytes(b.size), "  ", b.outcome);
-    if (b.outcome == "uploaded" || b.outcome == "read") {
+    if (Transferred(b.outcome)) {
       double rate = b.size / std::max(0.001, absl::ToDoubleSeconds(took));
       absl::StrAppend(&line, " in ", HumanDuration(took), " (", HumanRate(rate), ")");
     }
@@ -373,7 +378,7 @@ ProgressDisplay::Totals ProgressDisplay::TotalsLocked() const {
     const Blob& b = blobs_.at(id);
     if (!b.active) continue;
     ++t.blobs;
-    if (b.outcome == "uploaded" || b.outcome == "read") t.bytes_transferred += b.size;
+    if (Transferred(b.outcome)) t.bytes_transferred += b.size;
     unfinished += b.outcome.empty();
   }
   if (unfinished > 0) t.outcomes.emplace_back("unfinished", unfinished);

@@ -70,7 +70,7 @@ class ProgressDisplay {
   // A failed attempt that will be retried after `delay`.
   void Retry(const std::string& id, int attempt, int max_attempts, absl::Duration delay,
              absl::string_view error);
-  // The blob is done: "uploaded", "existed", "mounted", "shared", "read".
+  // The blob is done: "uploaded", "existed", "mounted", "shared", "downloaded", "read".
   void Outcome(const std::string& id, absl::string_view outcome, int64_t size);
   // The blob failed (its line says so; the command reports the error). A blob
   // that had no event yet is dropped instead: the error line says it all.
@@ -84,7 +84,7 @@ class ProgressDisplay {
   struct Totals {
     int blobs = 0;
     std::vector<std::pair<std::string, int>> outcomes;  // in order of first appearance
-    int64_t bytes_transferred = 0;                      // sizes of blobs uploaded or read
+    int64_t bytes_transferred = 0;  // sizes of blobs uploaded, downloaded or read
     int retries = 0;
     absl::Duration elapsed;
   };

@@ -14,6 +14,7 @@
 #include "cli/local_files.h"
 #include "cli/registry_auth.h"
 #include "cli/text_output.h"
+#include "cli/upload.h"
 #include "core/digest.h"
 
 namespace regdctl {
@@ -259,7 +260,7 @@ absl::StatusOr<ReadBlobPlan> PlanReadBlob(const CommandEnv& env) {
 }
 
 void PrintReadBlobResult(const CommandEnv& env, const ReadBlobPlan& p, int64_t bytes,
-                         const std::string& verified_by) {
+                         const std::string& verified_by, int retries) {
   bool to_file = !p.file.empty() && p.file != "-";
   if (env.json()) {
     rapidjson::StringBuffer buf;
@@ -279,6 +280,8 @@ void PrintReadBlobResult(const CommandEnv& env, const ReadBlobPlan& p, int64_t b
     w.Int64(p.offset + bytes);
     w.Key("verified");
     w.Bool(!verified_by.empty());
+    w.Key("retries");
+    w.Int(retries);
     w.EndObject();
     PrintJsonLine(absl::string_view(buf.GetString(), buf.GetSize()));
   } else if (to_file) {
@@ -307,6 +310,12 @@ absl::StatusOr<int> RunReadBlob(CommandEnv& env) {
   req.set_repo(p.repo);
   req.set_digest(p.digest);
   req.set_offset(p.offset);
+  // Unset, regd applies its read policy (short delays); set, the fields given.
+  if (env.RetryGiven()) {
+    absl::StatusOr<regd::v1::RetryConfig> retry = env.Retry();
+    if (!retry.ok()) return retry.status();
+    *req.mutable_retry() = *retry;
+  }
   std::unique_ptr<ProgressDisplay> display = env.NewDisplay();
   grpc::ClientContext ctx;
   (*conn)->PrepareStream(&ctx);
@@ -317,6 +326,10 @@ absl::StatusOr<int> RunReadBlob(CommandEnv& env) {
   int64_t bytes = 0;
   absl::Status local;
   while (reader->Read(&chunk)) {
+    if (chunk.has_retry()) {  // the transfer broke; regd resumes after the wait
+      ReportRetry(display.get(), p.digest, chunk.retry());
+      if (chunk.data().empty()) continue;
+    }
     local = sink.Write(chunk.data());
     if (!local.ok()) {
       ctx.TryCancel();
@@ -354,7 +367,7 @@ absl::StatusOr<int> RunReadBlob(CommandEnv& env) {
   }
   display->Outcome(p.digest, "read", bytes);
   display->Finish();
-  PrintReadBlobResult(env, p, bytes, verified_by);
+  PrintReadBlobResult(env, p, bytes, verified_by, display->totals().retries);
   return 0;
 }
 
@@ -397,22 +410,23 @@ std::vector<Command> ReadCommands() {
        1,
        1,
        RunImage},
-      {"read-blob",
-       "read-blob REPO DIGEST [-o FILE|-] [--offset N | --resume]",
+      {"read-blob", "read-blob REPO DIGEST [-o FILE|-] [--offset N | --resume] [--max-attempts N]",
        "stream a blob to a file or stdout, resumable",
        "ReadBlob. Without -o (or with -o -) the bytes go to stdout (not to a terminal\n"
        "unless -o - insists). With -o FILE they go to FILE; with --offset N the transfer\n"
        "starts at byte N and FILE keeps its first N bytes (what lies beyond is dropped),\n"
        "so an interrupted read resumes where it stopped (--resume: from FILE's size).\n"
        "At offset 0 regd verifies the digest; for a file, regdctl also checks the whole\n"
-       "file against DIGEST at the end (DATA_LOSS on mismatch). The JSON result needs -o FILE:\n"
+       "file against DIGEST at the end (DATA_LOSS on mismatch). When the registry\n"
+       "connection breaks, regd resumes from the bytes delivered; each retry is shown\n"
+       "on stderr (unless -q). Unless --max-attempts or --retry-delay is given, regd\n"
+       "waits 200ms, doubling, at most 3s. The JSON result needs -o FILE:\n"
        "  regdctl read-blob REPO DIGEST -o FILE --output json",
-       {{"output-file", 'o', "FILE", "write the blob to FILE ('-': stdout)"},
-        {"offset", 0, "N", "start at byte N (FILE keeps bytes 0..N-1)"},
-        {"resume", 0, "", "start at FILE's current size"}},
-       2,
-       2,
-       RunReadBlob},
+       With({{"output-file", 'o', "FILE", "write the blob to FILE ('-': stdout)"},
+             {"offset", 0, "N", "start at byte N (FILE keeps bytes 0..N-1)"},
+             {"resume", 0, "", "start at FILE's current size"}},
+            RetryOptions("200ms")),
+       2, 2, RunReadBlob},
       {"health",
        "health [SERVICE]",
        "the daemon's health (grpc.health.v1 Check)",

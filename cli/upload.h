@@ -51,7 +51,7 @@ struct UploadOutcome {
                                                        ProgressDisplay* display,
                                                        const std::string& id, CallGroup* group);
 
-// "uploaded", "existed", "mounted", "shared" (lower case of LayerResult.Outcome).
+// "uploaded", "existed", "mounted", "shared", "downloaded" (lower case of LayerResult.Outcome).
 std::string OutcomeName(regd::v1::LayerResult::Outcome outcome);
 absl::Duration DurationOf(const google::protobuf::Duration& d);
 // Reports a RetryEvent to the display.

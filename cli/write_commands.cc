@@ -1,4 +1,5 @@
-// The write commands: write-layer, upload, push, push-index.
+// The write commands: write-layer, upload, push, push-index; and pull, which
+// writes an OCI layout on the daemon's side and shows its blobs as push does.
 #include <algorithm>
 #include <atomic>
 #include <optional>
@@ -16,6 +17,7 @@
 #include "cli/registry_auth.h"
 #include "cli/text_output.h"
 #include "cli/upload.h"
+#include "core/reference/reference.h"
 
 namespace regdctl {
 namespace {
@@ -408,28 +410,31 @@ class BlobStreamer {
   std::vector<BlobOutcome> outcomes_ ABSL_GUARDED_BY(mu_);
 };
 
-// Reads PushImage's events to the end. With `blob_events` false (the blobs
-// were streamed before) per-blob events are not shown again.
-absl::StatusOr<regd::v1::Descriptor> RunPushImage(Connection& conn,
-                                                  const regd::v1::PushImageRequest& req,
-                                                  ProgressDisplay* display, bool blob_events,
-                                                  std::vector<BlobOutcome>* outcomes) {
+// Reads an image stream's events to the end: PushImage's or PullImage's
+// (both carry blob_digest with progress, retry, layer and result{descriptor}).
+// With `blob_events` false (the blobs were streamed before) per-blob events
+// are not shown again. `start` opens the call on the context it is given.
+template <typename Event, typename Start>
+absl::StatusOr<regd::v1::Descriptor> ReadImageEvents(Connection& conn, Start start,
+                                                     ProgressDisplay* display, bool blob_events,
+                                                     std::vector<BlobOutcome>* outcomes,
+                                                     absl::string_view rpc) {
   grpc::ClientContext ctx;
   conn.PrepareStream(&ctx);
   ScopedCall scoped(&ctx);
-  auto reader = conn.registry().PushImage(&ctx, req);
-  regd::v1::PushEvent ev;
+  std::unique_ptr<grpc::ClientReader<Event>> reader = start(&ctx);
+  Event ev;
   std::optional<regd::v1::Descriptor> result;
   while (reader->Read(&ev)) {
     const std::string& id = ev.blob_digest();
     switch (ev.event_case()) {
-      case regd::v1::PushEvent::kProgress:
+      case Event::kProgress:
         if (blob_events) display->Progress(id, ev.progress().complete(), ev.progress().total());
         break;
-      case regd::v1::PushEvent::kRetry:
+      case Event::kRetry:
         ReportRetry(display, id.empty() ? "manifest" : id, ev.retry());
         break;
-      case regd::v1::PushEvent::kLayer: {
+      case Event::kLayer: {
         if (!blob_events) break;
         const regd::v1::LayerResult& l = ev.layer();
         std::string digest = id.empty() ? l.descriptor_().digest() : id;
@@ -438,7 +443,7 @@ absl::StatusOr<regd::v1::Descriptor> RunPushImage(Connection& conn,
         outcomes->push_back({digest, l.descriptor_().size(), outcome});
         break;
       }
-      case regd::v1::PushEvent::kResult:
+      case Event::kResult:
         result = ev.result().descriptor_();
         break;
       default:
@@ -446,15 +451,28 @@ absl::StatusOr<regd::v1::Descriptor> RunPushImage(Connection& conn,
     }
   }
   absl::Status s = FromGrpc(reader->Finish());
-  if (s.ok() && !result.has_value()) s = absl::InternalError("PushImage ended without a result");
+  if (s.ok() && !result.has_value()) {
+    s = absl::InternalError(absl::StrCat(rpc, " ended without a result"));
+  }
   if (!s.ok()) return s;
   return *result;
 }
 
-void PrintPushResult(const CommandEnv& env, const std::string& ref, const regd::v1::Descriptor& d,
-                     const std::vector<BlobOutcome>& outcomes, const ProgressDisplay& display) {
+absl::StatusOr<regd::v1::Descriptor> RunPushImage(Connection& conn,
+                                                  const regd::v1::PushImageRequest& req,
+                                                  ProgressDisplay* display, bool blob_events,
+                                                  std::vector<BlobOutcome>* outcomes) {
+  return ReadImageEvents<regd::v1::PushEvent>(
+      conn, [&](grpc::ClientContext* ctx) { return conn.registry().PushImage(ctx, req); }, display,
+      blob_events, outcomes, "PushImage");
+}
+
+// The result of push and pull: `fields` ("ref", ...), then the descriptor;
+// with -o json also the blobs' outcomes and the totals.
+void PrintImageResult(const CommandEnv& env, const Fields& fields, const regd::v1::Descriptor& d,
+                      const std::vector<BlobOutcome>& outcomes, const ProgressDisplay& display) {
   if (!env.json()) {
-    Fields f = {{"ref", ref}};
+    Fields f = fields;
     for (auto& kv : DescriptorFields(d)) f.push_back(std::move(kv));
     PrintText(FieldLines(f));
     return;
@@ -462,8 +480,10 @@ void PrintPushResult(const CommandEnv& env, const std::string& ref, const regd::
   rapidjson::StringBuffer buf;
   JsonWriter w(buf);
   w.StartObject();
-  w.Key("ref");
-  WriteString(ref, &w);
+  for (const auto& [key, value] : fields) {
+    w.Key(key.c_str());
+    WriteString(value, &w);
+  }
   w.Key("descriptor");
   WriteProto(d, &w);
   w.Key("blobs");
@@ -499,7 +519,71 @@ absl::StatusOr<int> RunPush(CommandEnv& env) {
       RunPushImage(**conn, *req, display.get(), !upload, &outcomes);
   if (!d.ok()) return d.status();
   display->Finish();
-  PrintPushResult(env, ref, *d, outcomes, *display);
+  PrintImageResult(env, {{"ref", ref}}, *d, outcomes, *display);
+  return 0;
+}
+
+// ---- pull ----
+
+// The index.json name regd gives a pull without --ref-name: the reference's
+// tag (after normalisation: "latest" when it has neither), else its digest.
+std::string DefaultRefName(absl::string_view ref) {
+  absl::StatusOr<regd::Reference> r = regd::ParseReference(ref);
+  if (!r.ok()) return "";  // regd refuses the reference and says why
+  return r->tag.empty() ? r->digest : r->tag;
+}
+
+absl::StatusOr<regd::v1::PullImageRequest> PullRequestFrom(CommandEnv& env) {
+  const ParsedArgs& a = env.args();
+  regd::v1::PullImageRequest req;
+  req.set_ref(a.positionals()[0]);
+  if (!a.Has("layout")) return UsageError("pull needs --layout DIR");
+  absl::StatusOr<std::string> dir = AbsolutePath(a.Value("layout"));
+  if (!dir.ok()) return dir.status();
+  req.mutable_layout()->set_path(*dir);
+  req.mutable_layout()->set_ref_name(a.Value("ref-name"));
+  if (a.Has("platform") && a.Has("all-platforms")) {
+    return UsageError("--platform and --all-platforms exclude each other");
+  }
+  if (a.Has("platform")) {
+    absl::StatusOr<PlatformSpec> p = ParsePlatform(a.Value("platform"));
+    if (!p.ok()) return p.status();
+    req.mutable_platform()->set_os(p->os);
+    req.mutable_platform()->set_architecture(p->architecture);
+    req.mutable_platform()->set_variant(p->variant);
+  }
+  req.set_all_platforms(a.Has("all-platforms"));
+  absl::StatusOr<int> concurrency = Concurrency(a);
+  if (!concurrency.ok()) return concurrency.status();
+  req.set_concurrency(*concurrency);
+  // Unset, regd applies its read policy (short delays); set, the fields given.
+  if (env.RetryGiven()) {
+    absl::StatusOr<regd::v1::RetryConfig> retry = env.Retry();
+    if (!retry.ok()) return retry.status();
+    *req.mutable_retry() = *retry;
+  }
+  return req;
+}
+
+absl::StatusOr<int> RunPull(CommandEnv& env) {
+  absl::StatusOr<regd::v1::PullImageRequest> req = PullRequestFrom(env);
+  if (!req.ok()) return req.status();
+  const std::string& ref = req->ref();
+  absl::StatusOr<Connection*> conn = env.Connect(RegistryOfReference(ref));
+  if (!conn.ok()) return conn.status();
+  std::unique_ptr<ProgressDisplay> display = env.NewDisplay();
+  std::vector<BlobOutcome> outcomes;
+  absl::StatusOr<regd::v1::Descriptor> d = ReadImageEvents<regd::v1::PullEvent>(
+      **conn, [&](grpc::ClientContext* ctx) { return (*conn)->registry().PullImage(ctx, *req); },
+      display.get(), /*blob_events=*/true, &outcomes, "PullImage");
+  if (!d.ok()) return d.status();
+  display->Finish();
+  const std::string& name = req->layout().ref_name();
+  PrintImageResult(env,
+                   {{"ref", ref},
+                    {"layout", req->layout().path()},
+                    {"ref_name", name.empty() ? DefaultRefName(ref) : name}},
+                   *d, outcomes, *display);
   return 0;
 }
 
@@ -555,11 +639,6 @@ absl::StatusOr<int> RunPushIndex(CommandEnv& env) {
   return 0;
 }
 
-std::vector<OptionSpec> With(std::vector<OptionSpec> a, const std::vector<OptionSpec>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
 }  // namespace
 
 std::vector<Command> WriteCommands() {
@@ -607,6 +686,27 @@ std::vector<Command> WriteCommands() {
              {"annotation", 0, "K=V", "a manifest annotation (repeatable)", true}},
             RetryOptions()),
        1, 1, RunPush},
+      {"pull",
+       "pull REF --layout DIR [--ref-name N] [--platform os/arch[/variant] | --all-platforms] "
+       "[--concurrency N]",
+       "pull an image into an OCI image layout on the daemon's disk (PullImage)",
+       "PullImage. DIR is an OCI image layout directory on the daemon's machine, inside\n"
+       "its --allowed_paths (a relative path is made absolute here first); regd creates\n"
+       "it or adds to it. Blobs download --concurrency at a time into partial files that\n"
+       "are verified and renamed; blobs already there are verified and skipped (existed),\n"
+       "and faults resume from the bytes on disk. index.json names the image --ref-name\n"
+       "(default: REF's tag, else its digest). An index needs --platform (that child) or\n"
+       "--all-platforms (the whole index): without either, FAILED_PRECONDITION (exit 9).\n"
+       "Unless --max-attempts or --retry-delay is given, regd retries reads after short\n"
+       "delays (200ms, doubling, at most 3s).",
+       With({{"layout", 0, "DIR", "the OCI image layout to write (on the daemon's side)"},
+             {"ref-name", 0, "NAME",
+              "the index.json entry's name (org.opencontainers.image.ref.name)"},
+             {"platform", 0, "os/arch[/variant]", "from an index, pull this platform's image"},
+             {"all-platforms", 0, "", "from an index, pull every image and the index itself"},
+             {"concurrency", 0, "N", "blobs downloaded at once (default 4)"}},
+            RetryOptions("200ms")),
+       1, 1, RunPull},
       {"push-index",
        "push-index REF --manifest REF_OR_DIGEST[@os/arch[/variant]]...",
        "push an index (manifest list) of manifests already in the repository (PushIndex)",

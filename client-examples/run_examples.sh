@@ -21,6 +21,10 @@
 #            digest refused, the blob read back (python read-blob; with
 #            --self-contained also a HEAD on the registry) and, with
 #            --self-contained, an upload --mount-from into a fresh repository.
+#            Then the python and node examples' `pull` (PullImage) of REF into
+#            a fresh OCI layout under DIR: the manifest inspect found, named
+#            in index.json, every blob hashing to its name; again: EXISTED;
+#            with --self-contained, a layout outside --allowed_paths refused.
 # --self-contained
 #            starts everything itself on loopback: a docker-registry with temp
 #            storage, seeded by seed_demo_image.sh, and $REGD_BIN (default
@@ -117,6 +121,7 @@ check() {  # check DESCRIPTION COMMAND...: passes when COMMAND succeeds
   local desc=$1; shift
   if "$@"; then ok "$desc"; else not_ok "$desc"; fi
 }
+not() { ! "$@"; }  # for check: passes when COMMAND fails
 check_eq() {  # check_eq DESCRIPTION GOT WANT
   if [[ $2 == "$3" ]]; then ok "$1"; else not_ok "$1"; echo "#   got '$2', want '$3'"; fi
 }
@@ -346,6 +351,94 @@ upload_checks() {
         "$(jget "$work/python.write-layer-mount.out" outcome)" MOUNTED
   fi
   rm -rf "$dir"
+}
+
+# verify_layout DIR REF_NAME DIGEST: DIR is an OCI image layout whose
+# index.json names DIGEST as REF_NAME, every file under blobs/ hashes to its
+# name, and the manifest's config and layers are all there.
+verify_layout() {
+  "$PYTHON" - "$@" <<'EOF'
+import hashlib, json, os, sys
+layout, name, digest = sys.argv[1:]
+def blob(d):
+    alg, hex_ = d.split(":", 1)
+    return os.path.join(layout, "blobs", alg, hex_)
+bad = []
+with open(os.path.join(layout, "index.json")) as f:
+    entries = json.load(f)["manifests"]
+named = {e.get("annotations", {}).get("org.opencontainers.image.ref.name"): e["digest"]
+         for e in entries}
+if named.get(name) != digest:
+    bad.append("index.json names %r as %r, want %s" % (name, named.get(name), digest))
+for alg in os.listdir(os.path.join(layout, "blobs")):
+    for hex_ in os.listdir(os.path.join(layout, "blobs", alg)):
+        with open(os.path.join(layout, "blobs", alg, hex_), "rb") as f:
+            if hashlib.new(alg, f.read()).hexdigest() != hex_:
+                bad.append("blobs/%s/%s does not hash to its name" % (alg, hex_))
+try:
+    with open(blob(digest), "rb") as f:
+        manifest = json.load(f)
+    for d in [manifest["config"]] + manifest["layers"]:
+        if not os.path.isfile(blob(d["digest"])):
+            bad.append("%s (in the manifest) is missing" % d["digest"])
+except (OSError, ValueError, KeyError) as e:
+    bad.append("manifest %s: %s" % (digest, e))
+for b in bad:
+    print("#   " + b)
+sys.exit(1 if bad else 0)
+EOF
+}
+
+# has_outcome FILE OUTCOME: a "done: OUTCOME" blob event line in FILE.
+has_outcome() { grep -q "done: $2\$" "$1"; }
+
+# PullImage through each example that has `pull`: REF into a fresh OCI layout
+# under the upload dir (the daemon writes it, so the dir is world-writable),
+# with the platform of the first index entry when REF is an index. The result
+# must be the manifest digest inspect found, index.json must name it, every
+# blob must hash to its name and be DOWNLOADED; a second pull into the same
+# layout finds every blob there (EXISTED). With --self-contained, a layout
+# outside the daemon's --allowed_paths must be refused.
+pull_checks() {
+  local l dir layout want inspected="" name variant
+  local -a platform=()
+  for l in "${langs[@]}"; do
+    [[ -s $work/$l.inspect.out ]] && { inspected=$work/$l.inspect.out; break; }
+  done
+  [[ -n $inspected ]] || { not_ok "pull: no inspect result of $ref to compare with"; return; }
+  want=$(jget "$inspected" digest)
+  if [[ $(jget "$inspected" manifests) != "[]" ]]; then
+    platform=(--platform "$(jget "$inspected" manifests 0 os)/$(jget "$inspected" manifests 0 architecture)")
+    variant=$(jget "$inspected" manifests 0 variant)
+    [[ -n $variant ]] && platform[1]+="/$variant"
+    want=$(jget "$inspected" manifests 0 digest)
+  fi
+  dir=$(mktemp -d "$upload_dir/regd-pull.XXXXXX") || { not_ok "create a dir in $upload_dir"; return; }
+  chmod 1777 "$dir"  # the daemon may run as another user
+  for l in "${langs[@]}"; do
+    case $l in python|node) ;; *) continue ;; esac  # the examples with `pull`
+    layout=$dir/$l name=regd-examples-$l
+    if run pull 0 "$l" pull "$ref" --layout "$layout" --ref-name "$name" "${platform[@]}"; then
+      check_eq "$l pull result is the manifest inspect found" \
+        "$(jget "$work/$l.pull.out" descriptor digest)" "$want"
+      check "$l pull: index.json names $want as $name, every blob hashes to its name" \
+        verify_layout "$layout" "$name" "$want"
+      check "$l pull into a fresh layout: blobs DOWNLOADED" has_outcome "$work/$l.pull.err" DOWNLOADED
+      check "$l pull into a fresh layout: no blob EXISTED" \
+        not has_outcome "$work/$l.pull.err" EXISTED
+    fi
+    if run pull-again 0 "$l" pull "$ref" --layout "$layout" --ref-name "$name" "${platform[@]}"; then
+      check "$l pull again: blobs EXISTED" has_outcome "$work/$l.pull-again.err" EXISTED
+      check "$l pull again: no blob DOWNLOADED" \
+        not has_outcome "$work/$l.pull-again.err" DOWNLOADED
+    fi
+    if [[ $self_contained == 1 ]]; then
+      run pull-outside 7 "$l" pull "$ref" --layout "$work/outside-$l" "${platform[@]}" &&
+        check "$l pull outside --allowed_paths is PERMISSION_DENIED and writes nothing" \
+          not test -e "$work/outside-$l"
+    fi
+  done
+  rm -rf "$dir" 2>/dev/null
 }
 
 # sent_bytes FILE: N from the "sent N bytes in M passes" line of an upload.
@@ -730,6 +823,7 @@ read_checks
 if [[ -n $upload_dir ]]; then
   upload_checks
   upload_blob_checks
+  pull_checks
 fi
 if [[ $self_contained == 1 ]]; then
   echo "# gateway $gw_addr (mTLS, --policy), registry $authreg (htpasswd)"

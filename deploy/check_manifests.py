@@ -12,8 +12,8 @@ container: metrics on (--metrics_listen on a fixed, non-loopback port, a
 containerPort named "metrics", prometheus.io/* pod annotations);
 terminationGracePeriodSeconds >= preStop sleep + --drain_delay +
 --shutdown_grace + 15 s (regd's watchdog); --max_concurrent_calls set and
-the memory limit >= 30 MiB + --grpc_memory + --inline_memory + 0.3 MiB a
-call; readiness runs `regdctl health` at regd's own address (over mTLS with
+the memory limit >= 30 MiB + --grpc_memory + --inline_memory + --cache_bytes
++ 0.3 MiB a call; readiness runs `regdctl health` at regd's own address (over mTLS with
 a certificate whose usages allow client auth), liveness never does.
 
 A regd container that listens on a TCP address other hosts can reach (a
@@ -467,11 +467,13 @@ DEFAULT_DRAIN = "5s"
 DEFAULT_GRACE = "30s"
 DEFAULT_GRPC_MEMORY = 64 << 20
 DEFAULT_INLINE_MEMORY = 64 << 20
+DEFAULT_CACHE_BYTES = 64 << 20
 # regd's watchdog ends a shutdown this long after drain + grace at the latest.
 SHUTDOWN_SLACK = 15
 # The memory model (deploy/README.md, "Memory"): a base, plus what gRPC may
 # hold (--grpc_memory), plus inline data and streamed uploads
-# (--inline_memory), plus a little a call (a thread, curl's buffers).
+# (--inline_memory), plus the metadata cache (--cache_bytes), plus a little a
+# call (a thread, curl's buffers).
 BASE_MIB = 30
 PER_CALL_MIB = 0.3
 MiB = 1 << 20
@@ -613,22 +615,26 @@ def check_operating(where, c, pod, annotations, namespace, docs):
         grpc_mem = int(flags.get("--grpc_memory") or DEFAULT_GRPC_MEMORY)
         inline_mem = int(flags.get("--inline_memory") or
                          DEFAULT_INLINE_MEMORY)
+        cache = flags.get("--cache_bytes")
+        cache_mem = int(cache if cache is not None else DEFAULT_CACHE_BYTES)
     except ValueError:
-        err(where, "--max_concurrent_calls, --grpc_memory and --inline_memory "
-            "take plain integers (bytes)")
+        err(where, "--max_concurrent_calls, --grpc_memory, --inline_memory and "
+            "--cache_bytes take plain integers (bytes)")
     else:
         limit = parse_quantity(c.get("resources", {}).get("limits", {})
                                .get("memory", ""))
-        need = BASE_MIB * MiB + grpc_mem + inline_mem + PER_CALL_MIB * MiB * calls
+        need = (BASE_MIB * MiB + grpc_mem + inline_mem + cache_mem +
+                PER_CALL_MIB * MiB * calls)
         if limit is None:
             err(where, "cannot read the memory limit %r" % c.get(
                 "resources", {}).get("limits", {}).get("memory"))
         elif need > limit:
             err(where, "memory limit %s < %d MiB + --grpc_memory %d MiB + "
-                "--inline_memory %d MiB + %g MiB x --max_concurrent_calls %d "
-                "= %.0f MiB" % (c["resources"]["limits"]["memory"], BASE_MIB,
-                                grpc_mem // MiB, inline_mem // MiB,
-                                PER_CALL_MIB, calls, need / MiB))
+                "--inline_memory %d MiB + --cache_bytes %d MiB + %g MiB x "
+                "--max_concurrent_calls %d = %.0f MiB"
+                % (c["resources"]["limits"]["memory"], BASE_MIB,
+                   grpc_mem // MiB, inline_mem // MiB, cache_mem // MiB,
+                   PER_CALL_MIB, calls, need / MiB))
 
     # Probes: readiness asks regd's health (NOT_SERVING while it drains);
     # liveness never does (the drain must not get regd restarted).
@@ -705,6 +711,8 @@ REGD_METRICS = {
     "regd_upload_slot_wait_seconds": set(),
     "regd_token_fetches_total": {"registry", "result"},
     "regd_registry_ratelimit_remaining": {"registry"},
+    "regd_cache_requests_total": {"result"},
+    "regd_cache_bytes": set(),
     "regd_build_info": {"version"},
 }
 HISTOGRAMS = {"grpc_server_handling_seconds",

@@ -60,6 +60,17 @@ absl::StatusOr<BlobSpec> FromProto(const v1::BlobSource& b) {
   return s;
 }
 
+RetryPolicy FromProto(const v1::RetryConfig& r, const RetryPolicy& defaults) {
+  RetryPolicy p = FromProto(r);
+  // Fields the caller left at zero take `defaults` rather than RetryPolicy's.
+  if (r.max_attempts() <= 0) p.max_attempts = defaults.max_attempts;
+  if (!r.has_initial_delay()) p.initial_delay = defaults.initial_delay;
+  if (!(r.factor() >= 1.0)) p.factor = defaults.factor;
+  if (r.jitter() == 0) p.jitter = defaults.jitter;
+  if (!r.has_max_delay()) p.max_delay = std::max(defaults.max_delay, p.initial_delay);
+  return p.Sanitised();
+}
+
 RetryPolicy FromProto(const v1::RetryConfig& r) {
   RetryPolicy p;
   p.max_attempts = r.max_attempts();

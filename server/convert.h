@@ -13,6 +13,8 @@ namespace regd {
 // nullopt for an empty message; INVALID_ARGUMENT when only part is set.
 [[nodiscard]] absl::StatusOr<std::optional<Platform>> FromProto(const v1::Platform& p);
 [[nodiscard]] absl::StatusOr<BlobSpec> FromProto(const v1::BlobSource& b);
+// Zero fields take `defaults` (ReadBlob and PullImage: DefaultBlobReadRetry()).
+RetryPolicy FromProto(const v1::RetryConfig& r, const RetryPolicy& defaults);
 RetryPolicy FromProto(const v1::RetryConfig& r);
 [[nodiscard]] absl::StatusOr<PushImageSpec> FromProto(const v1::PushImageRequest& r);
 [[nodiscard]] absl::StatusOr<PushIndexSpec> FromProto(const v1::PushIndexRequest& r);

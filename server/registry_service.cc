@@ -404,8 +404,7 @@ grpc::ServerWriteReactor<v1::BlobChunk>* RegistryService::ReadBlob(grpc::Callbac
   return StartStream(callers_, executor_, ctx, reactor, Rpc{"ReadBlob", "server_stream", metrics_},
                      absl::StrCat(req->repo(), "@", req->digest()),
                      [this, req, reactor](CallContext& call) -> absl::Status {
-                       call.retry = req->has_retry() ? FromProto(req->retry())
-                                                     : DefaultBlobReadRetry();
+                       call.retry = FromProto(req->retry(), DefaultBlobReadRetry());
                        call.events.on_retry = [reactor](const std::string&,
                                                         const RetryNotice& n) {
                          v1::BlobChunk chunk;
@@ -507,7 +506,7 @@ grpc::ServerWriteReactor<v1::PullEvent>* RegistryService::PullImage(
         spec.layout_path = req->layout().path();
         spec.ref_name = req->layout().ref_name();
         spec.concurrency = req->concurrency();
-        call.retry = req->has_retry() ? FromProto(req->retry()) : DefaultBlobReadRetry();
+        call.retry = FromProto(req->retry(), DefaultBlobReadRetry());
         call.events.on_progress = [reactor](const std::string& digest, int64_t complete,
                                             int64_t total) {
           v1::PullEvent e;

@@ -6,6 +6,8 @@
 //     exists REF
 //     write-layer REPO FILE [--inline] [--digest D] [--media-type T] [--mount-from REPO] [--max-attempts N]
 //     upload REPO FILE [--digest D] [--media-type T] [--mount-from REPO] [--chunk-bytes N] [--max-attempts N]
+//     pull REF --layout DIR [--ref-name N] [--platform os/arch[/variant] | --all-platforms]
+//          [--concurrency N] [--max-attempts N]   (DIR: on the daemon's side, in its --allowed_paths)
 //
 // Connection options: --tls-ca PEM, --tls-cert PEM --tls-key PEM,
 // --tls-server-name NAME (TLS is used when any --tls-* option is given),
@@ -130,6 +132,59 @@ function writeLayer(client, opts, positionals) {
     call.on('end', () => {
       if (result === null) {
         reject(new Error('stream ended without a LayerResult'));
+      } else {
+        printJson(result);
+        resolve();
+      }
+    });
+  });
+}
+
+// PullImage: regd pulls REF into an OCI image layout on its own disk (inside
+// its --allowed_paths). One line per blob event on stderr, then the
+// PullResult as JSON on stdout.
+function pull(client, opts, positionals) {
+  if (positionals.length !== 1) throw new UsageError('pull takes one image reference');
+  if (!opts.layout) throw new UsageError('pull needs --layout DIR');
+  if (opts.platform && opts['all-platforms']) {
+    throw new UsageError('--platform and --all-platforms exclude each other');
+  }
+  const request = {
+    ref: positionals[0],
+    // The path is the daemon's: made absolute here, as regd requires.
+    layout: { path: path.resolve(opts.layout), ref_name: opts['ref-name'] || '' },
+    all_platforms: opts['all-platforms'],
+    concurrency: Number(opts.concurrency || 0),
+  };
+  if (opts.platform) request.platform = parsePlatform(opts.platform);
+  // Unset, regd uses its read policy (short delays between attempts).
+  if (opts['max-attempts']) request.retry = { max_attempts: Number(opts['max-attempts']) };
+  return new Promise((resolve, reject) => {
+    let result = null;
+    const call = client.PullImage(request); // no deadline: pulls can be long
+    call.on('data', (ev) => {
+      const blob = ev.blob_digest.slice(0, 19);
+      switch (ev.event) {
+        case 'progress':
+          console.error(`${blob} ${describeProgress(ev.progress)}`);
+          break;
+        case 'retry':
+          console.error(`${blob} ${describeRetry(ev.retry)}`);
+          break;
+        case 'layer':
+          console.error(`${blob} done: ${ev.layer.outcome}`);
+          break;
+        case 'result':
+          result = ev.result;
+          break;
+        default:
+          break;
+      }
+    });
+    call.on('error', reject); // a non-OK status ends the stream here
+    call.on('end', () => {
+      if (result === null) {
+        reject(new Error('stream ended without a PullResult'));
       } else {
         printJson(result);
         resolve();
@@ -309,7 +364,7 @@ function uploadStream(client, fh, chunkBytes, state, start) {
   });
 }
 
-const COMMANDS = { inspect, exists, 'write-layer': writeLayer, upload };
+const COMMANDS = { inspect, exists, 'write-layer': writeLayer, upload, pull };
 
 function parseCommandLine(argv) {
   const { values, positionals } = parseArgs({
@@ -325,6 +380,10 @@ function parseCommandLine(argv) {
       'max-attempts': { type: 'string' },
       digest: { type: 'string' },
       'chunk-bytes': { type: 'string' },
+      layout: { type: 'string' },
+      'ref-name': { type: 'string' },
+      'all-platforms': { type: 'boolean', default: false },
+      concurrency: { type: 'string' },
       'tls-ca': { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
@@ -435,7 +494,7 @@ async function main() {
       'usage: node index.js [--addr ADDR] [--timeout SEC] [--tls-ca PEM] [--tls-cert PEM --tls-key PEM]\n' +
         '         [--tls-server-name NAME] [--token TOKEN]\n' +
         '         [--registry-auth-file JSON | --registry-user USER --registry-password PASS]\n' +
-        '         inspect|exists|write-layer|upload ARGS...',
+        '         inspect|exists|write-layer|upload|pull ARGS...',
     );
     return opts.help ? 0 : 2;
   }

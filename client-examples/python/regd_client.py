@@ -154,6 +154,8 @@ def cmd_read_blob(stub, args):
     try:
         with open(args.out, mode) as out:
             for chunk in stub.ReadBlob(req):
+                if chunk.HasField("retry"):  # regd resumes after this wait
+                    log(describe_retry(chunk.retry))
                 out.write(chunk.data)
                 sha.update(chunk.data)
                 written += len(chunk.data)
@@ -333,14 +335,11 @@ def cmd_upload(stub, args):
     return 0
 
 
-def cmd_push_image(stub, args):
-    req = pb.PushImageRequest(
-        ref=args.ref,
-        layout=pb.OciLayout(path=os.path.abspath(args.layout),
-                            ref_name=args.ref_name),
-        retry=retry_config(args), concurrency=args.concurrency)
+def print_image_events(events, result_name):
+    """PushImage's or PullImage's events: one line per blob event on stderr,
+    then the result as JSON on stdout."""
     result = None
-    for ev in stub.PushImage(req):
+    for ev in events:
         kind = ev.WhichOneof("event")
         blob = ev.blob_digest[:19]
         if kind == "progress":
@@ -353,10 +352,35 @@ def cmd_push_image(stub, args):
         elif kind == "result":
             result = ev.result
     if result is None:
-        log("error: stream ended without a PushResult")
+        log("error: stream ended without a %s" % result_name)
         return 1
     print_json(to_dict(result))
     return 0
+
+
+def cmd_push_image(stub, args):
+    req = pb.PushImageRequest(
+        ref=args.ref,
+        layout=pb.OciLayout(path=os.path.abspath(args.layout),
+                            ref_name=args.ref_name),
+        retry=retry_config(args), concurrency=args.concurrency)
+    return print_image_events(stub.PushImage(req), "PushResult")
+
+
+def cmd_pull(stub, args):
+    req = pb.PullImageRequest(
+        ref=args.ref,
+        # The daemon writes the layout itself: the path is on its side, inside
+        # its --allowed_paths, and must be absolute.
+        layout=pb.OciLayout(path=os.path.abspath(args.layout),
+                            ref_name=args.ref_name),
+        all_platforms=args.all_platforms, concurrency=args.concurrency)
+    if args.platform is not None:
+        req.platform.CopyFrom(args.platform)
+    if args.max_attempts:
+        # Unset, regd uses its read policy (short delays between attempts).
+        req.retry.CopyFrom(retry_config(args))
+    return print_image_events(stub.PullImage(req), "PullResult")
 
 
 def chunk_bytes(text):
@@ -557,6 +581,24 @@ def build_parser():
     s.add_argument("--concurrency", type=int, default=0)
     s.add_argument("--max-attempts", type=int, default=0)
     s.set_defaults(func=cmd_push_image)
+
+    s = sub.add_parser("pull",
+                       help="pull an image into an OCI layout (PullImage)")
+    s.add_argument("ref")
+    s.add_argument("--layout", required=True,
+                   help="OCI layout directory on the daemon's side, inside "
+                        "its --allowed_paths (created or added to)")
+    s.add_argument("--ref-name", default="",
+                   help="index.json entry name (default: the tag, else "
+                        "the digest)")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--platform", type=parse_platform,
+                   help="os/arch[/variant]: from an index, pull this child")
+    g.add_argument("--all-platforms", action="store_true",
+                   help="from an index, pull it whole")
+    s.add_argument("--concurrency", type=int, default=0)
+    s.add_argument("--max-attempts", type=int, default=0)
+    s.set_defaults(func=cmd_pull)
     return p
 
 

@@ -22,6 +22,14 @@ a second one with htpasswd auth (per-call credentials), and one daemon with
   usage 2, `exists` false 5, UNAVAILABLE 14 (no daemon); one error line.
 - read-blob: whole, --offset resume into a file, --offset to stdout, a file
   whose prefix is wrong (DATA_LOSS).
+- read-blob through a response cut part-way (the proxy's reset_response): the
+  retry on stderr (escaped), the blob intact, `retries` in the JSON result.
+- pull (PullImage into an OCI layout on the daemon's side): a relative --layout
+  made absolute, index.json naming the tag, every blob file hashing to its name,
+  plain progress lines and the summary; -o json (downloaded, then existed);
+  an index without --platform is FAILED_PRECONDITION (9), with --platform or
+  --all-platforms it works; a layout outside --allowed_paths is refused;
+  a cut download is retried and shown.
 - upload (UploadBlob from a local file): UPLOADED, EXISTED with no byte sent,
   and through a 503 (a second send_from, the blob intact).
 - push --upload (files the daemon cannot read), write-layer, descriptor, image,
@@ -129,14 +137,14 @@ def command(args, addr=True):
     return cmd + list(args)
 
 
-def ctl(*args, env=None, addr=True, stdout=subprocess.PIPE):
+def ctl(*args, env=None, addr=True, stdout=subprocess.PIPE, cwd=None):
     cmd = command(args, addr)
     full_env = dict(os.environ)
     full_env.pop("REGD_ADDR", None)
     full_env.update(env or {})
     t0 = time.monotonic()
     res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE,
-                         env=full_env, timeout=T)
+                         env=full_env, timeout=T, cwd=cwd)
     return Run(cmd, res.returncode, res.stdout or b"", res.stderr.decode("utf-8", "replace"),
                time.monotonic() - t0)
 
@@ -516,12 +524,12 @@ class ExitCodeTest(CtlCase):
     def test_help_and_version(self):
         run = ctl("--help")
         self.assertRc(run, 0)
-        for want in ("inspect", "read-blob", "push-index", "upload", "health", "Exit status",
+        for want in ("inspect", "read-blob", "push-index", "upload", "pull", "health", "Exit status",
                      "INVALID_ARGUMENT", "NOT_FOUND", "usage error"):
             self.assertIn(want, run.out)
         self.assertRegex(run.out, r"\b3\s+INVALID_ARGUMENT")
         self.assertRegex(run.out, r"\b5\s+NOT_FOUND")
-        for cmd in ("inspect", "push", "read-blob", "upload", "push-index", "health"):
+        for cmd in ("inspect", "push", "read-blob", "upload", "push-index", "pull", "health"):
             sub = ctl(cmd, "--help")
             self.assertRc(sub, 0)
             self.assertIn("Usage: regdctl " + cmd, sub.out)
@@ -597,6 +605,192 @@ class ReadBlobTest(CtlCase):
         run = ctl("read-blob", self.name, self.digest, "-o", out, "--offset", "100")
         self.assertRc(run, 9)
         self.assertErrorLine(run, "FAILED_PRECONDITION")
+
+    def test_cut_response_is_resumed_and_shown(self):
+        out = os.path.join(ENV.workdir, uniq("cut"))
+        fault = PROXY.add_fault("reset_response", method="GET", path=self.digest, nth=1,
+                                after_bytes=MiB)
+        try:
+            run = ctl("-o", "json", "--progress", "plain", "read-blob",
+                      "%s/%s" % (PROXY.host, self.repo), self.digest, "-o", out,
+                      "--retry-delay", "100ms")
+        finally:
+            PROXY.remove_fault(fault)
+        self.assertRc(run, 0)
+        self.assertEqual(fault.fired, 1, run)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), self.data)
+        obj = run.json()
+        self.assertEqual(obj["retries"], 1, run)
+        self.assertTrue(obj["verified"])
+        self.assertEqual(len(re.findall(r"retry 1/5 in 0\.\ds: ", run.err)), 1, run)
+        self.assertRegex(run.err.splitlines()[-1], SUMMARY_RE, run)
+
+    def test_retry_text_from_the_registry_is_escaped(self):
+        # A 503 whose error message carries a terminal title escape and a C1
+        # CSI: the retry line on stderr shows the text, escaped.
+        body = json.dumps({"errors": [{"code": "UNAVAILABLE",
+                                       "message": "\x1b]0;pwned\x07busy\u009b2J"}]})
+        fault = PROXY.add_fault("status", method="GET", path=self.digest, nth=1, status=503,
+                                headers={"Content-Type": "application/json"},
+                                body=body.encode())
+        try:
+            run = ctl("--progress", "plain", "read-blob", "%s/%s" % (PROXY.host, self.repo),
+                      self.digest, "-o", os.path.join(ENV.workdir, uniq("evil")),
+                      "--retry-delay", "100ms")
+        finally:
+            PROXY.remove_fault(fault)
+        self.assertRc(run, 0)
+        self.assertEqual(fault.fired, 1, run)
+        self.assertRegex(run.err, r"retry 1/5 in .*503.*pwned.*busy", run)
+        for bad in (ESC, "\x07", "\u009b"):
+            self.assertNotIn(bad, run.err, run)
+
+
+# -- pull --------------------------------------------------------------------------------------
+
+def rehash_layout(test, layout):
+    """Every file under blobs/ hashes to its name; returns the set of digests."""
+    seen = set()
+    for alg in os.listdir(os.path.join(layout, "blobs")):
+        for name in os.listdir(os.path.join(layout, "blobs", alg)):
+            with open(os.path.join(layout, "blobs", alg, name), "rb") as f:
+                test.assertEqual(hashlib.new(alg, f.read()).hexdigest(), name,
+                                 "blob file %s/%s does not hash to its name" % (alg, name))
+            seen.add("%s:%s" % (alg, name))
+    return seen
+
+
+def index_names(layout):
+    """{ref name: digest} of the layout's index.json."""
+    with open(os.path.join(layout, "index.json")) as f:
+        entries = json.load(f)["manifests"]
+    return {e.get("annotations", {}).get("org.opencontainers.image.ref.name"): e["digest"]
+            for e in entries}
+
+
+class PullTest(CtlCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.img = images.build_image(uniq("ctl-pull"), {"org.example.pull": "ctl"},
+                                     layer_sizes=(2 * MiB + 11, 3000))
+        images.push(cls.img, ENV.workdir, REG.host, "ctl-pull/single", "v1")
+        amd = images.build_image(uniq("ctl-pull-amd64"), {"arch": "amd64"},
+                                 {"os": "linux", "architecture": "amd64"}, layer_sizes=(4000,))
+        arm = images.build_image(uniq("ctl-pull-arm64"), {"arch": "arm64"},
+                                 {"os": "linux", "architecture": "arm64", "variant": "v8"},
+                                 layer_sizes=(5000,))
+        cls.idx = images.build_index([amd, arm], [amd.platform, arm.platform])
+        images.push(cls.idx, ENV.workdir, REG.host, "ctl-pull/multi", "v1")
+
+    def want_blobs(self, obj):
+        return {b.digest for b in images.all_blobs(obj)}
+
+    def test_single_image_into_a_fresh_relative_dir(self):
+        name = uniq("pulled")
+        layout = os.path.join(ALLOWED, name)
+        ref = "%s/ctl-pull/single:v1" % REG.host
+        # Relative to regdctl's working directory: sent to regd as an absolute path.
+        run = ctl("--progress", "plain", "pull", ref, "--layout", name, cwd=ALLOWED)
+        self.assertRc(run, 0)
+        self.assertRegex(run.out, r"ref:\s+%s" % re.escape(ref))
+        self.assertRegex(run.out, r"layout:\s+%s\n" % re.escape(layout))
+        self.assertRegex(run.out, r"ref_name:\s+v1\n")
+        self.assertRegex(run.out, r"digest:\s+%s" % self.img.digest)
+        self.assertEqual(index_names(layout), {"v1": self.img.digest})
+        self.assertEqual(rehash_layout(self, layout), self.want_blobs(self.img))
+        # Plain progress: no escapes, each blob downloaded once, the summary last.
+        self.assertNotIn(ESC, run.err, run)
+        lines = run.err.splitlines()
+        for b in self.img.blobs():
+            self.assertEqual(len([l for l in lines if b.hex[:12] in l and "downloaded" in l]),
+                             1, run)
+        m = SUMMARY_RE.search(lines[-1])
+        self.assertTrue(m, run)
+        self.assertIn("downloaded", m.group(2))
+        self.assertNotIn("0 B transferred", lines[-1])
+
+    def test_json_downloaded_then_existed(self):
+        layout = os.path.join(ALLOWED, uniq("pulled-json"))
+        ref = "%s/ctl-pull/single@%s" % (REG.host, self.img.digest)
+        run = ctl("-o", "json", "pull", ref, "--layout", layout, "--ref-name", "mine",
+                  "--concurrency", "2")
+        self.assertRc(run, 0)
+        obj = run.json()
+        self.assertEqual(obj["ref"], ref)
+        self.assertEqual(obj["layout"], layout)
+        self.assertEqual(obj["ref_name"], "mine")
+        self.assertEqual(obj["descriptor"]["digest"], self.img.digest)
+        self.assertEqual(obj["descriptor"]["media_type"], images.OCI_MANIFEST)
+        blobs = {b["digest"]: b for b in obj["blobs"]}
+        for b in self.img.blobs():
+            self.assertEqual(blobs[b.digest]["outcome"], "downloaded", obj)
+            self.assertEqual(blobs[b.digest]["size"], b.size)
+        self.assertGreaterEqual(obj["bytes_transferred"], sum(b.size for b in self.img.blobs()))
+        self.assertEqual(obj["retries"], 0)
+        self.assertEqual(index_names(layout), {"mine": self.img.digest})
+        # Again, by digest without --ref-name: every blob is there (existed), and
+        # index.json gains an entry named by the digest.
+        again = ctl("-o", "json", "pull", ref, "--layout", layout)
+        self.assertRc(again, 0)
+        obj = again.json()
+        self.assertEqual(obj["ref_name"], self.img.digest)
+        self.assertEqual({b["outcome"] for b in obj["blobs"]}, {"existed"})
+        self.assertEqual(obj["bytes_transferred"], 0)
+        self.assertEqual(index_names(layout), {"mine": self.img.digest,
+                                               self.img.digest: self.img.digest})
+        rehash_layout(self, layout)
+
+    def test_index_needs_a_platform_or_all(self):
+        ref = "%s/ctl-pull/multi:v1" % REG.host
+        layout = os.path.join(ALLOWED, uniq("pulled-index"))
+        run = ctl("pull", ref, "--layout", layout)
+        self.assertRc(run, 9)
+        self.assertErrorLine(run, "FAILED_PRECONDITION")
+        self.assertEqual(run.out, "")
+        arm = self.idx.child("linux", "arm64", "v8")
+        run = ctl("-q", "-o", "json", "pull", ref, "--layout", layout, "--platform", "linux/arm64",
+                  "--ref-name", "arm")
+        self.assertRc(run, 0)
+        self.assertEqual(run.err, "", run)
+        self.assertEqual(run.json()["descriptor"]["digest"], arm.digest)
+        self.assertEqual(run.json()["descriptor"]["platform"]["architecture"], "arm64")
+        run = ctl("-q", "pull", ref, "--layout", layout, "--all-platforms")
+        self.assertRc(run, 0)
+        self.assertEqual(index_names(layout), {"arm": arm.digest, "v1": self.idx.digest})
+        self.assertEqual(rehash_layout(self, layout), self.want_blobs(self.idx))
+        run = ctl("pull", ref, "--layout", layout, "--all-platforms", "--platform", "linux/amd64")
+        self.assertRc(run, 2)
+
+    def test_layout_outside_allowed_paths_is_refused(self):
+        layout = os.path.join(OUTSIDE, uniq("pulled-outside"))
+        run = ctl("pull", "%s/ctl-pull/single:v1" % REG.host, "--layout", layout)
+        self.assertRc(run, 7)
+        self.assertErrorLine(run, "PERMISSION_DENIED", only=True)
+        self.assertFalse(os.path.exists(layout))
+        run = ctl("pull", "%s/ctl-pull/single:v1" % REG.host)
+        self.assertRc(run, 2)
+        self.assertIn("--layout", run.err)
+
+    def test_cut_download_is_retried_and_shown(self):
+        layout = os.path.join(ALLOWED, uniq("pulled-cut"))
+        big = self.img.layers[0]
+        fault = PROXY.add_fault("reset_response", method="GET", path=big.digest, nth=1,
+                                after_bytes=MiB)
+        try:
+            run = ctl("--progress", "plain", "-o", "json", "pull",
+                      "%s/ctl-pull/single:v1" % PROXY.host, "--layout", layout,
+                      "--retry-delay", "100ms", "--max-attempts", "4")
+        finally:
+            PROXY.remove_fault(fault)
+        self.assertRc(run, 0)
+        self.assertEqual(fault.fired, 1, run)
+        self.assertEqual(run.json()["retries"], 1, run)
+        retries = [l for l in run.err.splitlines() if "retry 1/4" in l]
+        self.assertEqual(len(retries), 1, run)
+        self.assertIn(big.hex[:12], retries[0])
+        self.assertIn("1 retry", run.err.splitlines()[-1])
+        self.assertEqual(rehash_layout(self, layout), self.want_blobs(self.img))
 
 
 # -- upload ------------------------------------------------------------------------------------
