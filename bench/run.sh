@@ -5,6 +5,12 @@
 # with the Go client example; see bench/upload_blob.py:
 #   bench/run.sh --upload-blob [--size-mib 1024] [--runs 3] [--streams 16]
 #                [--stream-mib 256] [--memory-runs 3] [--out FILE] [--keep-files]
+# Read benchmark (issue 9): ReadBlob vs curl [| openssl], Exists/GetDescriptor/
+# Inspect rates vs direct HEAD/GET, PullImage vs skopeo vs a crane-like peer
+# (bench/peer, stdlib Go); see bench/read.py:
+#   bench/run.sh --read [--parts a,b,c] [--runs 3] [--size-mib 1024]
+#                [--pull-size-mib 1024] [--unary-seconds 10] [--concurrency 16]
+#                [--to-file] [--window BYTES] [--no-build] [--out FILE]
 # Env: REGD_BIN (default build/server/regd), BENCH_DIR (layout cache).
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,5 +22,9 @@ fi
 if [ "${1:-}" = --upload-blob ]; then
     shift
     exec /usr/bin/python3 "$here/upload_blob.py" "$@"
+fi
+if [ "${1:-}" = --read ]; then
+    shift
+    exec /usr/bin/python3 "$here/read.py" "$@"
 fi
 exec /usr/bin/python3 "$here/bench.py" "$@"

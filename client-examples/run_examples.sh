@@ -21,7 +21,7 @@
 #            digest refused, the blob read back (python read-blob; with
 #            --self-contained also a HEAD on the registry) and, with
 #            --self-contained, an upload --mount-from into a fresh repository.
-#            Then the python and node examples' `pull` (PullImage) of REF into
+#            Then the python, node and go examples' `pull` (PullImage) of REF into
 #            a fresh OCI layout under DIR: the manifest inspect found, named
 #            in index.json, every blob hashing to its name; again: EXISTED;
 #            with --self-contained, a layout outside --allowed_paths refused.
@@ -416,7 +416,7 @@ pull_checks() {
   dir=$(mktemp -d "$upload_dir/regd-pull.XXXXXX") || { not_ok "create a dir in $upload_dir"; return; }
   chmod 1777 "$dir"  # the daemon may run as another user
   for l in "${langs[@]}"; do
-    case $l in python|node) ;; *) continue ;; esac  # the examples with `pull`
+    case $l in python|node|go) ;; *) continue ;; esac  # the examples with `pull`
     layout=$dir/$l name=regd-examples-$l
     if run pull 0 "$l" pull "$ref" --layout "$layout" --ref-name "$name" "${platform[@]}"; then
       check_eq "$l pull result is the manifest inspect found" \

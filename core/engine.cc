@@ -68,6 +68,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineOptions options) {
   wo.max_index_entries = options.max_index_entries;
   wo.max_image_layers = options.max_image_layers;
   e->writes_ = std::make_unique<WriteService>(std::move(wo), e->registries_.get(), e->reads_.get());
+  e->reads_->set_buffer_budget(e->writes_->inline_budget());
   return e;
 }
 

@@ -108,14 +108,17 @@ class Engine {
                                                          absl::string_view ref) {
     return reads_->GetDescriptor(ctx, ref);
   }
-  // Streams the blob from `offset` to `sink` in chunks of at most `chunk_bytes`.
+  // Streams the blob from `offset` to `sink` in chunks (ReadService::kFastReadChunk,
+  // or kLeanReadChunk when --inline_memory is spent)
+  // (the last one shorter), each handed over (the sink may keep the string).
   // The sink blocks for back-pressure and returns false to stop (→ CANCELLED).
-  // At offset 0 the digest is verified at the end (DATA_LOSS on mismatch).
+  // Resumes after faults (ReadBlobResumable) under ctx.retry, telling
+  // ctx.events.on_retry. At offset 0 the digest is verified at the end
+  // (DATA_LOSS on mismatch; the last chunk is held back until then).
   [[nodiscard]] absl::Status ReadBlob(const CallContext& ctx, absl::string_view repo,
                                       absl::string_view digest, int64_t offset,
-                                      const std::function<bool(absl::string_view)>& sink,
-                                      size_t chunk_bytes = 256 << 10) {
-    return reads_->ReadBlob(ctx, repo, digest, offset, sink, chunk_bytes);
+                                      const std::function<bool(std::string&&)>& sink) {
+    return reads_->ReadBlob(ctx, repo, digest, offset, sink);
   }
 
   // Pulls an image or index into an OCI layout (see PullService). Events

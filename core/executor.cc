@@ -1,56 +1,120 @@
 #include "core/executor.h"
 
 #include <system_error>
-#include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
 namespace regd {
 
-Executor::~Executor() { (void)Drain(absl::InfiniteFuture()); }
+Executor::~Executor() {
+  (void)Drain(absl::InfiniteFuture());
+  JoinExited();
+}
 
 absl::Status Executor::Submit(std::function<void()> fn, std::function<void()> reply) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (draining_) return absl::UnavailableError("regd is shutting down");
-    if (running_ >= max_tasks_) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("regd is running its maximum of ", max_tasks_, " calls; try again later"));
+  JoinExited();
+  absl::MutexLock lock(&mu_);
+  if (draining_) return absl::UnavailableError("regd is shutting down");
+  if (running_ >= max_tasks_) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("regd is running its maximum of ", max_tasks_, " calls; try again later"));
+  }
+  // Every queued task has a worker: an idle one (each takes one task), or a
+  // new one.
+  if (idle_ <= static_cast<int>(queue_.size())) {
+    const int id = next_id_++;
+    try {
+      workers_.emplace(id, std::thread([this, id] { WorkerLoop(id); }));
+    } catch (const std::system_error&) {
+      workers_.erase(id);
+      return absl::ResourceExhaustedError("cannot start a worker thread");
     }
-    ++running_;
-    ++alive_;
   }
-  try {
-    std::thread([this, fn = std::move(fn), reply = std::move(reply)] {
-      fn();
-      {
-        absl::MutexLock lock(&mu_);
-        --running_;
-      }
-      if (reply) reply();
-      absl::MutexLock lock(&mu_);
-      --alive_;
-    }).detach();
-  } catch (const std::system_error&) {
-    absl::MutexLock lock(&mu_);
-    --running_;
-    --alive_;
-    return absl::ResourceExhaustedError("cannot start a worker thread");
-  }
+  ++running_;
+  ++busy_;
+  queue_.push_back(Task{std::move(fn), std::move(reply)});
   return absl::OkStatus();
 }
 
+void Executor::WorkerLoop(int id) {
+  mu_.Lock();
+  while (true) {
+    ++idle_;
+    auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !queue_.empty() || draining_;
+    };
+    const bool woke = mu_.AwaitWithTimeout(absl::Condition(&has_work), idle_timeout_);
+    --idle_;
+    if (queue_.empty()) {
+      // Idle too long, or draining: exit (the thread is joined by someone else).
+      if (woke && !draining_) continue;
+      break;
+    }
+    Task task = std::move(queue_.front());
+    queue_.pop_front();
+    mu_.Unlock();
+    task.fn();
+    task.fn = nullptr;  // its captures go before the slot is released
+    {
+      absl::MutexLock relock(&mu_);
+      --running_;
+    }
+    if (task.reply) task.reply();
+    task.reply = nullptr;
+    mu_.Lock();
+    --busy_;
+    if (idle_ >= max_idle_ && queue_.empty()) break;  // enough idle workers already
+  }
+  auto self = workers_.find(id);
+  if (self != workers_.end()) {
+    exited_.push_back(std::move(self->second));
+    workers_.erase(self);
+  }
+  mu_.Unlock();
+}
+
+void Executor::JoinExited() {
+  std::vector<std::thread> done;
+  {
+    absl::MutexLock lock(&mu_);
+    done.swap(exited_);
+  }
+  for (std::thread& t : done) {
+    if (t.joinable()) t.join();
+  }
+}
+
 bool Executor::Drain(absl::Time deadline) {
-  absl::MutexLock lock(&mu_);
-  draining_ = true;
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return alive_ == 0; };
-  mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
-  return alive_ == 0;
+  {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return busy_ == 0; };
+    mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
+    if (busy_ != 0) return false;
+  }
+  // No task left: every worker is idle or exiting; wake and join them all.
+  std::vector<std::thread> all;
+  {
+    absl::MutexLock lock(&mu_);
+    auto gone = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return workers_.empty(); };
+    mu_.Await(absl::Condition(&gone));
+    all.swap(exited_);
+  }
+  for (std::thread& t : all) {
+    if (t.joinable()) t.join();
+  }
+  return true;
 }
 
 int Executor::running() const {
   absl::MutexLock lock(&mu_);
   return running_;
+}
+
+int Executor::threads() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(workers_.size());
 }
 
 }  // namespace regd

@@ -400,7 +400,8 @@ grpc::ServerUnaryReactor* RegistryService::PushIndex(grpc::CallbackServerContext
 
 grpc::ServerWriteReactor<v1::BlobChunk>* RegistryService::ReadBlob(grpc::CallbackServerContext* ctx,
                                                                    const v1::ReadBlobRequest* req) {
-  auto* reactor = new BlobReactor();
+  // Up to 2 chunks (2 MiB) queued ahead of the client.
+  auto* reactor = new BlobReactor(nullptr, 2);
   return StartStream(callers_, executor_, ctx, reactor, Rpc{"ReadBlob", "server_stream", metrics_},
                      absl::StrCat(req->repo(), "@", req->digest()),
                      [this, req, reactor](CallContext& call) -> absl::Status {
@@ -411,9 +412,9 @@ grpc::ServerWriteReactor<v1::BlobChunk>* RegistryService::ReadBlob(grpc::Callbac
                          ToProto(n, chunk.mutable_retry());
                          reactor->Push(std::move(chunk));
                        };
-                       auto sink = [reactor](absl::string_view data) {
+                       auto sink = [reactor](std::string&& data) {
                          v1::BlobChunk chunk;
-                         chunk.set_data(std::string(data));
+                         chunk.set_data(std::move(data));  // no copy
                          return reactor->PushBlocking(std::move(chunk));
                        };
                        return engine_->ReadBlob(call, req->repo(), req->digest(), req->offset(),

@@ -66,15 +66,21 @@ class StreamReactor : public Base {
 
   // Queues `msg` once the queue has room; false when the client is gone, or
   // has read nothing for `stalled` (a reader that stopped reading must not
-  // hold a worker, a tenant slot and a registry connection forever).
+  // hold a worker, a tenant slot and a registry connection forever). A full
+  // queue is refilled only once it has drained to half (or less): the
+  // producer wakes once per several writes, not once per write.
   bool PushBlocking(Msg msg, absl::Duration stalled = absl::Minutes(2)) {
     bool start = false;
     {
       absl::MutexLock lock(&mu_);
+      const size_t low_water = max_blocking_queue_ / 2;
       auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return client_gone_ || queue_.size() < max_blocking_queue_;
       };
-      if (!mu_.AwaitWithTimeout(absl::Condition(&room), stalled)) {
+      auto drained = [this, low_water]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return client_gone_ || queue_.size() <= low_water;
+      };
+      if (!room() && !mu_.AwaitWithTimeout(absl::Condition(&drained), stalled)) {
         cancelled_->store(true);
         return false;
       }

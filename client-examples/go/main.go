@@ -5,12 +5,18 @@
 //	  exists REF
 //	  write-layer REPO FILE [-inline] [-media-type T] [-mount-from REPO] [-max-attempts N]
 //	  upload REPO FILE [-digest D] [-media-type T] [-mount-from REPO] [-chunk-bytes N] [-max-attempts N]
+//	  read-blob REPO DIGEST [-o FILE|-] [-offset N] [-max-attempts N]
+//	  pull REF -layout DIR [-ref-name N] [-platform os/arch[/variant]] [-all-platforms] [-concurrency N] [-max-attempts N]
+//	  hammer -rpc exists|descriptor|inspect -ref REF [-concurrency 16] [-duration 10s] [-warmup D] [-conns N]
+//	         (a load generator for bench/read.py, not an example)
 //
 // Connection flags: -tls-ca PEM, -tls-cert PEM -tls-key PEM, -tls-server-name
 // NAME (TLS is used when any -tls-* flag is given), -token TOKEN (metadata
 // "authorization: Bearer TOKEN"), -registry-auth-file JSON or -registry-user
 // USER -registry-password PASS (metadata "x-registry-auth": base64url of a
-// Docker AuthConfig JSON). The metadata goes with every call.
+// Docker AuthConfig JSON). The metadata goes with every call. -window BYTES
+// sets a fixed HTTP/2 receive window (stream and connection) instead of
+// grpc-go's default, 64 KiB grown by its bandwidth estimator.
 //
 // Command flags may come before or after the positional arguments; global
 // flags (-addr, -timeout and the connection flags) come before the command.
@@ -88,8 +94,10 @@ func main() {
 	flag.StringVar(&co.registryUser, "registry-user", "",
 		"with -registry-password: send x-registry-auth {username, password} on every call")
 	flag.StringVar(&co.registryPassword, "registry-password", "", "see -registry-user")
+	flag.IntVar(&co.window, "window", 0,
+		"fixed HTTP/2 receive window in bytes (0: grpc-go's default, which grows with the bandwidth)")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: %s [flags] inspect|exists|write-layer|upload ARGS...\n", os.Args[0])
+		fmt.Fprintf(os.Stderr, "usage: %s [flags] inspect|exists|write-layer|upload|read-blob|pull|hammer ARGS...\n", os.Args[0])
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -108,7 +116,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
-	defer conn.Close()
 	client := pb.NewRegistryClient(conn)
 
 	cmd, args := flag.Arg(0), flag.Args()[1:]
@@ -121,9 +128,17 @@ func main() {
 		err = runWriteLayer(client, args)
 	case "upload":
 		err = runUpload(client, args)
+	case "read-blob":
+		err = runReadBlob(client, args)
+	case "pull":
+		err = runPull(client, args)
+	case "hammer":
+		err = runHammer(func() (*grpc.ClientConn, error) { return dial(*addr, dialOpts...) },
+			*timeout, args)
 	default:
 		err = usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
+	conn.Close() // os.Exit skips deferred calls
 	os.Exit(exitStatus(err))
 }
 
@@ -157,6 +172,7 @@ type connOptions struct {
 	token                                 string
 	registryAuthFile                      string
 	registryUser, registryPassword        string
+	window                                int             // HTTP/2 receive window; 0: default
 	set                                   map[string]bool // flags given, even as ""
 }
 
@@ -204,6 +220,15 @@ func (co *connOptions) dialOptions() ([]grpc.DialOption, error) {
 		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	} else {
 		opts = append(opts, grpc.WithInsecure())
+	}
+	if co.window != 0 {
+		// grpc-go takes a fixed window only from 64 KiB up; it then stops
+		// growing the window by its bandwidth estimate.
+		if co.window < 64<<10 || co.window > 1<<30 {
+			return nil, usageError{"-window must be 65536..1073741824 bytes"}
+		}
+		opts = append(opts, grpc.WithInitialWindowSize(int32(co.window)),
+			grpc.WithInitialConnWindowSize(int32(co.window)))
 	}
 	if len(md) > 0 {
 		opts = append(opts,

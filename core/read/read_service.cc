@@ -1,9 +1,14 @@
 #include "core/read/read_service.h"
 
 #include <algorithm>
+#include <thread>
+#include <system_error>
+#include <deque>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/log.h"
+#include "absl/synchronization/mutex.h"
 #include "core/digest.h"
 #include "core/read/blob_reader.h"
 #include "core/status_macros.h"
@@ -239,19 +244,137 @@ absl::StatusOr<Descriptor> ReadService::GetDescriptor(const CallContext& ctx,
   return d;
 }
 
+namespace {
+
+// ReadBlob's second stage: a thread that hashes each full chunk and then hands
+// it (or a retry notice, in order) to the sink, while the calling thread goes
+// on receiving. On two cores this overlaps the SHA-256 and the gRPC send with
+// the download. Bounded: at most `kMaxQueued` chunks wait.
+class HashAndSend {
+ public:
+  static constexpr size_t kMaxQueued = 2;
+
+  HashAndSend(Digester* hasher, const std::function<bool(std::string&&)>* sink,
+              std::function<void(const RetryNotice&)> on_retry)
+      : hasher_(hasher), sink_(sink), on_retry_(std::move(on_retry)) {}
+  ~HashAndSend() { Finish(); }
+
+  // Starts the thread; false when none could be started (then the caller
+  // hashes and sends inline).
+  bool Start() {
+    try {
+      thread_ = std::thread([this, log_context = CurrentLogContext()] {
+        ScopedLogContext scope(log_context);
+        Run();
+      });
+    } catch (const std::system_error&) {
+      return false;
+    }
+    return true;
+  }
+  // Queues a chunk or a retry notice; false once the sink said stop.
+  bool Put(std::string chunk, std::optional<RetryNotice> retry = std::nullopt) {
+    absl::MutexLock lock(&mu_);
+    // Full: wait until half of it went (one wake per two chunks, not one each).
+    auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopped_ || queue_.size() <= kMaxQueued / 2;
+    };
+    if (queue_.size() >= kMaxQueued) mu_.Await(absl::Condition(&drained));
+    if (stopped_) return false;
+    queue_.push_back(Item{std::move(chunk), std::move(retry)});
+    return true;
+  }
+  // Waits until everything queued was hashed and sent; the thread ends.
+  // False when the sink said stop.
+  bool Finish() {
+    {
+      absl::MutexLock lock(&mu_);
+      closed_ = true;
+    }
+    if (thread_.joinable()) thread_.join();
+    absl::MutexLock lock(&mu_);
+    return !stopped_;
+  }
+
+ private:
+  struct Item {
+    std::string data;
+    std::optional<RetryNotice> retry;
+  };
+  void Run() {
+    while (true) {
+      Item item;
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return !queue_.empty() || closed_;
+        };
+        mu_.Await(absl::Condition(&ready));
+        if (queue_.empty()) return;  // closed and drained
+        item = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      bool ok = true;
+      if (item.retry.has_value()) {
+        if (on_retry_) on_retry_(*item.retry);
+      } else {
+        hasher_->Update(item.data);
+        ok = (*sink_)(std::move(item.data));
+      }
+      if (!ok) {
+        absl::MutexLock lock(&mu_);
+        stopped_ = true;
+        queue_.clear();
+        return;
+      }
+    }
+  }
+
+  Digester* const hasher_;
+  const std::function<bool(std::string&&)>* const sink_;
+  const std::function<void(const RetryNotice&)> on_retry_;
+  absl::Mutex mu_;
+  std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
 absl::Status ReadService::ReadBlob(const CallContext& ctx, absl::string_view repo_text,
                                    absl::string_view digest, int64_t offset,
-                                   const std::function<bool(absl::string_view)>& sink,
-                                   size_t chunk_bytes) {
+                                   const std::function<bool(std::string&&)>& sink) {
   ASSIGN_OR_RETURN(Repository repo, ParseRepository(repo_text));
   RETURN_IF_ERROR(ctx.Allow(repo, Action::kPull));
   RETURN_IF_ERROR(ValidateDigest(digest));
   if (offset < 0) return absl::InvalidArgumentError("offset must not be negative");
-  // From offset 0 every byte is hashed; a resume keeps hashing where it was.
+  // The fast path when the budget has room for it, else the lean one.
+  ByteBudget::Reservation held;
+  bool fast = false;
+  if (budget_ != nullptr) {
+    absl::StatusOr<ByteBudget::Reservation> r = budget_->Reserve(kFastReadMemory);
+    if (r.ok()) {
+      held = std::move(*r);
+      fast = true;
+    }
+  }
+  const size_t chunk_bytes = fast ? kFastReadChunk : kLeanReadChunk;
+  const std::string digest_str(digest);
+  auto tell_retry = [&](const RetryNotice& n) {
+    if (ctx.events.on_retry) ctx.events.on_retry(digest_str, n);
+  };
+  // From offset 0 every byte is hashed (a resume keeps hashing where it
+  // was), on a second thread when one can be had.
   std::optional<Digester> hasher;
+  std::unique_ptr<HashAndSend> stage;
   if (offset == 0) {
     ASSIGN_OR_RETURN(Digester d, Digester::ForDigest(digest));
     hasher.emplace(std::move(d));
+    if (fast) {
+      stage = std::make_unique<HashAndSend>(&*hasher, &sink, tell_retry);
+      if (!stage->Start()) stage.reset();
+    }
   }
   RegistryApi api = registries_->ApiFor(ctx, repo.registry);
   // The sink gets whole chunks of `chunk_bytes` (the last one shorter).
@@ -261,17 +384,27 @@ absl::Status ReadService::ReadBlob(const CallContext& ctx, absl::string_view rep
   auto flush = [&]() -> bool {
     if (buf.empty()) return true;
     if (ctx.bytes) ctx.bytes->fetch_add(static_cast<int64_t>(buf.size()));
-    consumer_stopped = !sink(buf);
-    buf.clear();
+    if (stage != nullptr) {
+      consumer_stopped = !stage->Put(std::move(buf));
+    } else {
+      if (hasher.has_value()) hasher->Update(buf);
+      consumer_stopped = !sink(std::move(buf));
+    }
+    buf = std::string();
+    buf.reserve(chunk_bytes);
     return !consumer_stopped;
   };
   BlobRead read;
   read.offset = offset;
-  read.verify = hasher.has_value() ? &*hasher : nullptr;
   read.retry = ctx.retry;
   read.on_retry = [&](const RetryNotice& n) {
     // Bytes before the wait reach the caller first: one unbroken stream.
-    if (flush() && ctx.events.on_retry) ctx.events.on_retry(std::string(digest), n);
+    if (!flush()) return;
+    if (stage != nullptr) {
+      consumer_stopped = !stage->Put(std::string(), n);
+    } else {
+      tell_retry(n);
+    }
   };
   read.sink = [&](absl::string_view data) -> bool {
     while (!data.empty()) {
@@ -282,14 +415,22 @@ absl::Status ReadService::ReadBlob(const CallContext& ctx, absl::string_view rep
     }
     return true;
   };
-  absl::StatusOr<BlobReadResult> got = ReadBlobResumable(api, repo, std::string(digest), read);
+  absl::StatusOr<BlobReadResult> got = ReadBlobResumable(api, repo, digest_str, read);
+  if (stage != nullptr && !stage->Finish()) consumer_stopped = true;
   if (consumer_stopped) return absl::CancelledError("reader went away");
-  if (!got.ok()) {
-    // What arrived before a digest mismatch is not flushed: the caller must
-    // not take a half of another blob for the start of this one.
-    return got.status();
+  // What arrived before a failure or a digest mismatch stays here: the
+  // caller must not take a half of another blob for the start of this one.
+  if (!got.ok()) return got.status();
+  if (hasher.has_value()) {
+    hasher->Update(buf);  // the last chunk is sent only once all is checked
+    std::string sum = hasher->Finish();
+    if (sum != digest_str) {
+      return absl::DataLossError(absl::StrCat("blob digest mismatch: expected ", digest_str,
+                                              ", content hashes to ", sum));
+    }
   }
-  if (!flush()) return absl::CancelledError("reader went away");
+  if (ctx.bytes) ctx.bytes->fetch_add(static_cast<int64_t>(buf.size()));
+  if (!buf.empty() && !sink(std::move(buf))) return absl::CancelledError("reader went away");
   return absl::OkStatus();
 }
 

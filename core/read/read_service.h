@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/byte_budget.h"
 #include "core/call.h"
 #include "core/manifest/manifest.h"
 #include "core/read/metadata_cache.h"
@@ -65,6 +66,9 @@ class ReadService {
   // `cache` may be null: nothing is cached.
   explicit ReadService(const Registries* registries, MetadataCache* cache = nullptr)
       : registries_(registries), cache_(cache) {}
+  // Where ReadBlob's fast path reserves its buffers (--inline_memory); set
+  // once, before any call. Null: every ReadBlob takes the lean path.
+  void set_buffer_budget(ByteBudget* budget) { budget_ = budget; }
 
   [[nodiscard]] absl::StatusOr<InspectResult> Inspect(const CallContext& ctx,
                                                       absl::string_view ref,
@@ -75,10 +79,19 @@ class ReadService {
   [[nodiscard]] absl::StatusOr<bool> Exists(const CallContext& ctx, absl::string_view ref);
   [[nodiscard]] absl::StatusOr<Descriptor> GetDescriptor(const CallContext& ctx,
                                                          absl::string_view ref);
+  // ReadBlob's two paths. Fast: 512 KiB messages, and from offset 0 the
+  // hashing and sending on a second thread while this one receives; it holds
+  // up to kFastReadMemory (the chunk filling, two waiting to be hashed, one
+  // being hashed, two queued for the client, one being written), reserved
+  // from the inline budget. Lean, when the budget is spent: 64 KiB messages,
+  // hashed inline, about 0.4 MiB. Both below glibc's mmap threshold (1 MiB,
+  // server/main.cc), so no message is a fresh mmap, zero-filled page by page.
+  static constexpr size_t kFastReadChunk = 512 << 10;
+  static constexpr size_t kLeanReadChunk = 64 << 10;
+  static constexpr int64_t kFastReadMemory = 4 << 20;
   [[nodiscard]] absl::Status ReadBlob(const CallContext& ctx, absl::string_view repo,
                                       absl::string_view digest, int64_t offset,
-                                      const std::function<bool(absl::string_view)>& sink,
-                                      size_t chunk_bytes);
+                                      const std::function<bool(std::string&&)>& sink);
 
   // GET a manifest by tag or digest, verified (no policy check: callers check).
   // By digest, served from the cache when this call's credentials fetched it before.
@@ -102,6 +115,7 @@ class ReadService {
   [[nodiscard]] std::string CacheKey(const CallContext& ctx, const Repository& repo,
                                      MetadataCache::Kind kind, const std::string& digest) const;
 
+  ByteBudget* budget_ = nullptr;
   const Registries* const registries_;
   MetadataCache* const cache_;
 };

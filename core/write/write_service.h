@@ -57,6 +57,10 @@ class WriteService {
  public:
   WriteService(WriteOptions options, const Registries* registries, ReadService* reads);
 
+  // The budget of bytes calls hold in memory (--inline_memory): inline data,
+  // UploadBlob streams, and ReadBlob's fast path (see ReadService).
+  ByteBudget* inline_budget() { return &inline_budget_; }
+
   [[nodiscard]] absl::StatusOr<LayerOutcome> WriteLayer(const CallContext& ctx,
                                                         absl::string_view repo, BlobSpec blob);
   [[nodiscard]] absl::StatusOr<LayerOutcome> UploadStream(const CallContext& ctx,

@@ -200,6 +200,13 @@ class ReadBlobResumeTest(Case):
                          % (served, blob.size, resent))
         self.assertLess(resent, 2 * MiB)
 
+    def test_fast_path_message_size(self):
+        blob = IMG.layers[0]
+        req = pb.ReadBlobRequest(repo="%s/pull/single" % PROXY.host, digest=blob.digest)
+        sizes = [len(c.data) for c in D.stub.ReadBlob(req, timeout=T)]
+        self.assertEqual(sum(sizes), blob.size)
+        self.assertEqual(max(sizes), 512 * 1024)
+
     def test_reset_before_first_byte(self):
         blob = IMG.layers[1]
         PROXY.add_fault("reset", method="GET", path=blob.digest, nth=1)
@@ -268,6 +275,43 @@ class ReadBlobResumeTest(Case):
         with self.assertRaises(grpc.RpcError) as cm:
             read_blob(CPROXY, "pull/single", blob.digest, offset=blob.size + 5)
         self.assertEqual(cm.exception.code(), grpc.StatusCode.OUT_OF_RANGE)
+
+
+class LeanReadTest(Case):
+    """With --inline_memory too small for ReadBlob's fast path (4 MiB of
+    buffers and a hashing thread), reads take the lean path: 64 KiB messages,
+    hashed inline; resume and verification work the same."""
+
+    def test_lean_path_reads_and_resumes(self):
+        # 4 MiB, the least --inline_memory there is: one slow read holds it all.
+        d = Daemon(ENV.workdir, insecure_registries=[PROXY.host],
+                   extra_args=["--inline_memory=4194304"]).start()
+        slow = SLOW.layers[1]
+        PROXY.add_fault("throttle_response", method="GET", path=slow.digest, times=None,
+                        rate=MiB)
+        holder = d.stub.ReadBlob(pb.ReadBlobRequest(repo="%s/pull/slow" % PROXY.host,
+                                                    digest=slow.digest), timeout=T)
+        try:
+            self.assertEqual(len(next(holder).data), 512 * 1024)  # the fast path
+            blob = IMG.layers[0]
+            PROXY.add_fault("reset_response", method="GET", path=blob.digest, nth=1,
+                            after_bytes=MiB)
+            req = pb.ReadBlobRequest(repo="%s/pull/single" % PROXY.host, digest=blob.digest,
+                                     retry=fast_retry())
+            chunks = list(d.stub.ReadBlob(req, timeout=T))
+            data = b"".join(c.data for c in chunks)
+            self.assertEqual(sha(data), blob.digest)
+            self.assertEqual(sum(1 for c in chunks if c.HasField("retry")), 1)
+            self.assertLessEqual(max(len(c.data) for c in chunks), 64 * 1024)
+            PROXY.add_fault("corrupt_body", method="GET", path=IMG.layers[1].digest, nth=1)
+            req = pb.ReadBlobRequest(repo="%s/pull/single" % PROXY.host,
+                                     digest=IMG.layers[1].digest)
+            with self.assertRaises(grpc.RpcError) as cm:
+                list(d.stub.ReadBlob(req, timeout=T))
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.DATA_LOSS)
+        finally:
+            holder.cancel()
+            d.stop()
 
 
 class PullImageTest(Case):

@@ -1,0 +1,3 @@
+module example.com/regd/bench/peer
+
+go 1.19
