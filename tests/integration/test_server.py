@@ -71,7 +71,8 @@ class ReflectionTest(testing.IntegrationCase):
                 S.registry_pb2.DESCRIPTOR.services_by_name["Registry"].methods]
         self.assertEqual([m.name for m in services["Registry"].method], want)
         streaming = {m.name for m in services["Registry"].method if m.server_streaming}
-        self.assertEqual(streaming, {"ReadBlob", "WriteLayer", "PushImage", "UploadBlob"})
+        self.assertEqual(streaming, {"ReadBlob", "WriteLayer", "PushImage", "UploadBlob",
+                                     "PullImage"})
         client_streaming = {m.name for m in services["Registry"].method if m.client_streaming}
         self.assertEqual(client_streaming, {"UploadBlob"})
 
