@@ -55,9 +55,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineOptions options) {
                                                 e->credentials_.get(), clock);
   e->cache_ = std::make_unique<MetadataCache>(options.cache_bytes, options.observer);
   e->reads_ = std::make_unique<ReadService>(e->registries_.get(), e->cache_.get());
-  e->pulls_ = std::make_unique<PullService>(e->registries_.get(), e->reads_.get(),
-                                            options.allowed_paths, options.max_index_entries,
-                                            options.max_image_layers);
+  e->pulls_ =
+      std::make_unique<PullService>(e->registries_.get(), e->reads_.get(), options.allowed_paths,
+                                    options.max_index_entries, options.max_image_layers);
   WriteOptions wo;
   wo.allowed_paths = std::move(options.allowed_paths);
   wo.default_chunk_size = options.default_chunk_size;

@@ -117,14 +117,14 @@ class Engine {
   // (DATA_LOSS on mismatch; the last chunk is held back until then).
   [[nodiscard]] absl::Status ReadBlob(const CallContext& ctx, absl::string_view repo,
                                       absl::string_view digest, int64_t offset,
-                                      const std::function<bool(std::string&&)>& sink) {
-    return reads_->ReadBlob(ctx, repo, digest, offset, sink);
+                                      const std::function<bool(std::string&&)>& sink,
+                                      const std::function<bool()>& drained = nullptr) {
+    return reads_->ReadBlob(ctx, repo, digest, offset, sink, drained);
   }
 
   // Pulls an image or index into an OCI layout (see PullService). Events
   // carry the blob digest; returns what index.json now names.
-  [[nodiscard]] absl::StatusOr<Descriptor> PullImage(const CallContext& ctx,
-                                                     const PullSpec& spec) {
+  [[nodiscard]] absl::StatusOr<Descriptor> PullImage(const CallContext& ctx, const PullSpec& spec) {
     return pulls_->PullImage(ctx, spec);
   }
 

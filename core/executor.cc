@@ -41,9 +41,8 @@ void Executor::WorkerLoop(int id) {
   mu_.Lock();
   while (true) {
     ++idle_;
-    auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return !queue_.empty() || draining_;
-    };
+    auto has_work = [this]()
+                        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty() || draining_; };
     const bool woke = mu_.AwaitWithTimeout(absl::Condition(&has_work), idle_timeout_);
     --idle_;
     if (queue_.empty()) {

@@ -23,9 +23,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "core/config.h"
@@ -37,7 +37,8 @@
 #include "server/server.h"
 
 ABSL_FLAG(std::string, log_format, "text", "Log lines as text or json (one JSON object a line)");
-ABSL_FLAG(std::string, log_level, "info", "Least severe log lines written: debug, info, warning, error");
+ABSL_FLAG(std::string, log_level, "info",
+          "Least severe log lines written: debug, info, warning, error");
 ABSL_FLAG(std::string, access_log_level, "info",
           "Level of the one line per call (method, tenant, registry, repository, outcome, bytes, "
           "duration): debug hides it at the default --log_level, off drops it");
@@ -305,13 +306,16 @@ std::vector<char*> NormalisedArgs(int argc, char** argv) {
 absl::Status ConfigureLoggingFromFlags() {
   LogOptions o;
   absl::StatusOr<LogLevel> level = ParseLogLevel(absl::GetFlag(FLAGS_log_level));
-  if (!level.ok()) return absl::InvalidArgumentError(absl::StrCat("--log_level: ", level.status().message()));
+  if (!level.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--log_level: ", level.status().message()));
   absl::StatusOr<LogLevel> access = ParseLogLevel(absl::GetFlag(FLAGS_access_log_level));
   if (!access.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("--access_log_level: ", access.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--access_log_level: ", access.status().message()));
   }
   absl::StatusOr<LogFormat> format = ParseLogFormat(absl::GetFlag(FLAGS_log_format));
-  if (!format.ok()) return absl::InvalidArgumentError(absl::StrCat("--log_format: ", format.status().message()));
+  if (!format.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--log_format: ", format.status().message()));
   o.level = *level;
   o.access_level = *access;
   o.format = *format;

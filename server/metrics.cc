@@ -20,9 +20,8 @@ const Histogram::BucketBoundaries& CallBuckets() {
   return *b;
 }
 const Histogram::BucketBoundaries& RequestBuckets() {
-  static const auto* b = new Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                         0.1,   0.25,   0.5,   1,    2.5,   5,
-                                                         10,    30,     60};
+  static const auto* b = new Histogram::BucketBoundaries{
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
   return *b;
 }
 
@@ -73,8 +72,9 @@ Metrics::Metrics(Options options)
                             .Add({});
   requests_ = &BuildCounter()
                    .Name("regd_registry_requests_total")
-                   .Help("HTTP requests to registries and their token services, by registry, "
-                         "operation, method and status class (error: no HTTP answer).")
+                   .Help(
+                       "HTTP requests to registries and their token services, by registry, "
+                       "operation, method and status class (error: no HTTP answer).")
                    .Register(r);
   request_seconds_ = &BuildHistogram()
                           .Name("regd_registry_request_duration_seconds")
@@ -90,8 +90,9 @@ Metrics::Metrics(Options options)
                          .Register(r);
   blobs_ = &BuildCounter()
                 .Name("regd_blobs_total")
-                .Help("Blobs of write calls by outcome: uploaded, existed, mounted, shared, "
-                      "failed, cancelled.")
+                .Help(
+                    "Blobs of write calls by outcome: uploaded, existed, mounted, shared, "
+                    "failed, cancelled.")
                 .Register(r);
   retries_ = &BuildCounter()
                   .Name("regd_retries_total")
@@ -122,8 +123,9 @@ Metrics::Metrics(Options options)
                               .Register(r);
   auto& cache_requests = BuildCounter()
                              .Name("regd_cache_requests_total")
-                             .Help("Lookups in the metadata cache (manifests and configs by "
-                                   "digest), by result: hit or miss.")
+                             .Help(
+                                 "Lookups in the metadata cache (manifests and configs by "
+                                 "digest), by result: hit or miss.")
                              .Register(r);
   cache_hits_ = &cache_requests.Add({{"result", "hit"}});
   cache_misses_ = &cache_requests.Add({{"result", "miss"}});
@@ -153,8 +155,8 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Start(Options options) {
     std::vector<int> ports = m->exposer_->GetListeningPorts();
     m->port_ = ports.empty() ? 0 : ports[0];
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("--metrics_listen=", options.listen,
-                                               ": cannot listen (", e.what(), ")"));
+    return absl::UnavailableError(
+        absl::StrCat("--metrics_listen=", options.listen, ": cannot listen (", e.what(), ")"));
   }
   return m;
 }
@@ -208,8 +210,8 @@ void Metrics::RegistryRequest(const std::string& host, absl::string_view operati
              {"method", std::string(method)},
              {"status_class", StatusClass(status)}})
       .Increment();
-  request_seconds_->Add({{"registry", registry}, {"operation", std::string(operation)}},
-                        RequestBuckets())
+  request_seconds_
+      ->Add({{"registry", registry}, {"operation", std::string(operation)}}, RequestBuckets())
       .Observe(absl::ToDoubleSeconds(took));
   if (bytes_sent > 0) {
     sent_bytes_->Add({{"registry", registry}}).Increment(static_cast<double>(bytes_sent));

@@ -72,8 +72,9 @@ absl::Status Logged(const CallRecord& c, const CallContext* ctx, absl::Status st
   if (absl::StatusOr<Reference> ref = ParseReference(subject); ref.ok()) {
     registry = ref->repo.registry;
     repository = ref->repo.path;
-  } else if (absl::StatusOr<Repository> repo = ParseRepository(
-                 subject.substr(0, subject.find('@'))); repo.ok()) {
+  } else if (absl::StatusOr<Repository> repo =
+                 ParseRepository(subject.substr(0, subject.find('@')));
+             repo.ok()) {
     registry = repo->registry;
     repository = repo->path;
   }
@@ -81,12 +82,11 @@ absl::Status Logged(const CallRecord& c, const CallContext* ctx, absl::Status st
   const std::string took_text = absl::FormatDuration(absl::Trunc(took, absl::Milliseconds(1)));
   const std::string who = caller.empty() ? "" : absl::StrCat(" [", caller, "]");
   const std::string outcome(absl::StatusCodeToString(st.code()));
-  std::string msg = absl::StrCat(c.rpc.method, who, " ", absl::CEscape(subject), " ", outcome,
-                                 " in ", took_text);
+  std::string msg =
+      absl::StrCat(c.rpc.method, who, " ", absl::CEscape(subject), " ", outcome, " in ", took_text);
   if (!st.ok()) absl::StrAppend(&msg, ": ", absl::CEscape(st.message().substr(0, 1024)));
   LogAccess(msg, {Field("method", c.rpc.method), Field("registry", registry),
-                  Field("repository", repository), Field("outcome", outcome),
-                  Field("bytes", bytes),
+                  Field("repository", repository), Field("outcome", outcome), Field("bytes", bytes),
                   Field("duration_ms", static_cast<int64_t>(absl::ToInt64Milliseconds(took)))});
   return st;
 }
@@ -158,7 +158,9 @@ class UploadBlobReactor
  public:
   UploadBlobReactor(Engine* engine, Executor* executor, Callers* callers, Metrics* metrics,
                     grpc::CallbackServerContext* sctx)
-      : StreamReactor([](const v1::UploadBlobEvent& e) { return Class{"", e.has_progress()}; }),
+      : StreamReactor([](const v1::UploadBlobEvent& e) {
+          return Class{"", e.has_progress()};
+        }),
         record_{Rpc{"UploadBlob", "bidi_stream", metrics}, RequestIdOf(sctx), ""},
         engine_(engine),
         executor_(executor),
@@ -253,29 +255,28 @@ class UploadBlobReactor
     stream_ = *std::move(stream);
     record_.subject = absl::StrCat(repo_, "@", spec_.digest);
     return LaunchStream(callers_, executor_, sctx_, this, record_,
-                [this](CallContext& ctx) -> absl::Status {
-                  ctx.retry = retry_;
-                  ctx.events.on_progress = [this](const std::string&, int64_t c, int64_t t) {
-                    Push(ProgressEvent(c, t));
-                  };
-                  ctx.events.on_retry = [this](const std::string&, const RetryNotice& n) {
-                    v1::UploadBlobEvent e;
-                    ToProto(n, e.mutable_retry());
-                    Push(std::move(e));
-                  };
-                  absl::StatusOr<LayerOutcome> out =
-                      engine_->UploadStream(ctx, repo_, spec_, stream_.get());
-                  {
-                    // No read starts after this: the call is about to end.
-                    absl::MutexLock lock(&read_mu_);
-                    ended_ = true;
-                  }
-                  if (!out.ok()) return out.status();
-                  v1::UploadBlobEvent e;
-                  ToProto(*out, e.mutable_result());
-                  Push(std::move(e));
-                  return absl::OkStatus();
-                });
+                        [this](CallContext& ctx) -> absl::Status {
+                          ctx.retry = retry_;
+                          ctx.events.on_progress = [this](const std::string&, int64_t c,
+                                                          int64_t t) { Push(ProgressEvent(c, t)); };
+                          ctx.events.on_retry = [this](const std::string&, const RetryNotice& n) {
+                            v1::UploadBlobEvent e;
+                            ToProto(n, e.mutable_retry());
+                            Push(std::move(e));
+                          };
+                          absl::StatusOr<LayerOutcome> out =
+                              engine_->UploadStream(ctx, repo_, spec_, stream_.get());
+                          {
+                            // No read starts after this: the call is about to end.
+                            absl::MutexLock lock(&read_mu_);
+                            ended_ = true;
+                          }
+                          if (!out.ok()) return out.status();
+                          v1::UploadBlobEvent e;
+                          ToProto(*out, e.mutable_result());
+                          Push(std::move(e));
+                          return absl::OkStatus();
+                        });
   }
 
   // From the uploader's thread: there is room in the stream again.
@@ -341,27 +342,25 @@ grpc::ServerUnaryReactor* RegistryService::RunUnary(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* RegistryService::Inspect(grpc::CallbackServerContext* ctx,
                                                    const v1::InspectRequest* req,
                                                    v1::ManifestResult* resp) {
-  return RunUnary(ctx, "Inspect", req->image_ref(),
-                  [this, req, resp](CallContext& call) -> absl::Status {
-                    ASSIGN_OR_RETURN(std::optional<Platform> platform, FromProto(req->platform()));
-                    ASSIGN_OR_RETURN(InspectResult r,
-                                     engine_->Inspect(call, req->image_ref(), platform));
-                    ToProto(r, resp);
-                    return absl::OkStatus();
-                  });
+  return RunUnary(
+      ctx, "Inspect", req->image_ref(), [this, req, resp](CallContext& call) -> absl::Status {
+        ASSIGN_OR_RETURN(std::optional<Platform> platform, FromProto(req->platform()));
+        ASSIGN_OR_RETURN(InspectResult r, engine_->Inspect(call, req->image_ref(), platform));
+        ToProto(r, resp);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* RegistryService::GetImage(grpc::CallbackServerContext* ctx,
                                                     const v1::GetImageRequest* req,
                                                     v1::Image* resp) {
-  return RunUnary(ctx, "GetImage", req->image_ref(),
-                  [this, req, resp](CallContext& call) -> absl::Status {
-                    ASSIGN_OR_RETURN(std::optional<Platform> platform, FromProto(req->platform()));
-                    ASSIGN_OR_RETURN(ImageResult r,
-                                     engine_->GetImage(call, req->image_ref(), platform));
-                    ToProto(r, resp);
-                    return absl::OkStatus();
-                  });
+  return RunUnary(
+      ctx, "GetImage", req->image_ref(), [this, req, resp](CallContext& call) -> absl::Status {
+        ASSIGN_OR_RETURN(std::optional<Platform> platform, FromProto(req->platform()));
+        ASSIGN_OR_RETURN(ImageResult r, engine_->GetImage(call, req->image_ref(), platform));
+        ToProto(r, resp);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* RegistryService::Exists(grpc::CallbackServerContext* ctx,
@@ -406,8 +405,7 @@ grpc::ServerWriteReactor<v1::BlobChunk>* RegistryService::ReadBlob(grpc::Callbac
                      absl::StrCat(req->repo(), "@", req->digest()),
                      [this, req, reactor](CallContext& call) -> absl::Status {
                        call.retry = FromProto(req->retry(), DefaultBlobReadRetry());
-                       call.events.on_retry = [reactor](const std::string&,
-                                                        const RetryNotice& n) {
+                       call.events.on_retry = [reactor](const std::string&, const RetryNotice& n) {
                          v1::BlobChunk chunk;
                          ToProto(n, chunk.mutable_retry());
                          reactor->Push(std::move(chunk));
@@ -418,7 +416,7 @@ grpc::ServerWriteReactor<v1::BlobChunk>* RegistryService::ReadBlob(grpc::Callbac
                          return reactor->PushBlocking(std::move(chunk));
                        };
                        return engine_->ReadBlob(call, req->repo(), req->digest(), req->offset(),
-                                                sink);
+                                                sink, [reactor] { return reactor->WaitDrained(); });
                      });
 }
 

@@ -13,9 +13,9 @@
 
 #include "core/engine.h"
 #include "core/executor.h"
+#include "regd/v1/registry.grpc.pb.h"
 #include "server/callers.h"
 #include "server/metrics.h"
-#include "regd/v1/registry.grpc.pb.h"
 
 namespace regd {
 

@@ -92,6 +92,21 @@ class StreamReactor : public Base {
     return true;
   }
 
+  // Waits until every queued message was written (or the client is gone);
+  // false when it is gone, or read nothing for `stalled` (then the call is
+  // cancelled). Lets a producer keep its budget until its bytes are out.
+  bool WaitDrained(absl::Duration stalled = absl::Minutes(2)) {
+    absl::MutexLock lock(&mu_);
+    auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return client_gone_ || (queue_.empty() && !writing_);
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&done), stalled)) {
+      cancelled_->store(true);
+      return false;
+    }
+    return !client_gone_;
+  }
+
   // The engine's single terminal call.
   void Complete(const absl::Status& status) {
     bool finish = false;

@@ -64,8 +64,7 @@ RetryPolicy DefaultBlobReadRetry() {
 }
 
 absl::StatusOr<BlobReadResult> ReadBlobResumable(RegistryApi& api, const Repository& repo,
-                                                 const std::string& digest,
-                                                 const BlobRead& read) {
+                                                 const std::string& digest, const BlobRead& read) {
   if (read.offset < 0) return absl::InvalidArgumentError("offset must not be negative");
   const RetryPolicy policy = read.retry.Sanitised();
   BlobReadResult out;
@@ -76,9 +75,8 @@ absl::StatusOr<BlobReadResult> ReadBlobResumable(RegistryApi& api, const Reposit
   for (bool first = true;; first = false) {
     if (out.size >= 0 && pos >= out.size) {
       if (pos > out.size) {
-        return absl::OutOfRangeError(
-            absl::StrCat("offset ", read.offset, " is past the end of the blob (", out.size,
-                         " bytes)"));
+        return absl::OutOfRangeError(absl::StrCat(
+            "offset ", read.offset, " is past the end of the blob (", out.size, " bytes)"));
       }
       break;  // everything delivered (or an empty blob)
     }
@@ -98,20 +96,29 @@ absl::StatusOr<BlobReadResult> ReadBlobResumable(RegistryApi& api, const Reposit
       last = out.size - 1;
     }
 
-    absl::Status wrong;     // this answer is another blob (DATA_LOSS)
-    int64_t skip = 0;       // bytes before `pos` in this answer, to drop
-    int64_t moved = 0;      // bytes delivered by this attempt
-    bool stopped = false;   // the sink said stop
+    absl::Status wrong;    // this answer is another blob (DATA_LOSS)
+    int64_t skip = 0;      // bytes before `pos` in this answer, to drop
+    int64_t moved = 0;     // bytes delivered by this attempt
+    bool stopped = false;  // the sink said stop
     auto on_head = [&](const HttpResponse& head) -> bool {
+      if (head.status != 200 && head.status != 206) {
+        wrong = absl::FailedPreconditionError(
+            absl::StrCat("the registry answered a blob GET with HTTP ", head.status));
+        return false;
+      }
       std::string served = head.Header("docker-content-digest").value_or("");
-      if (ValidateDigest(served).ok() && served != digest) {
+      // Compared only in the same algorithm (a registry may name a blob by
+      // its sha512 too).
+      if (ValidateDigest(served).ok() && served != digest &&
+          served.substr(0, served.find(':')) == digest.substr(0, digest.find(':'))) {
         wrong = absl::DataLossError(
             absl::StrCat("the registry served blob ", served, " when asked for ", digest));
         return false;
       }
       int64_t total = -1;
       if (head.status == 206) {
-        std::optional<ContentRange> cr = ParseContentRange(head.Header("content-range").value_or(""));
+        std::optional<ContentRange> cr =
+            ParseContentRange(head.Header("content-range").value_or(""));
         if (!cr.has_value()) {
           wrong = absl::DataLossError("a 206 answer to a blob GET without a valid Content-Range");
           return false;
@@ -129,9 +136,9 @@ absl::StatusOr<BlobReadResult> ReadBlobResumable(RegistryApi& api, const Reposit
       }
       if (total >= 0) {
         if (out.size >= 0 && total != out.size) {
-          wrong = absl::DataLossError(absl::StrCat(
-              "the registry serves ", digest, " with ", total, " bytes now, ", out.size,
-              " bytes before: another blob"));
+          wrong = absl::DataLossError(absl::StrCat("the registry serves ", digest, " with ", total,
+                                                   " bytes now, ", out.size,
+                                                   " bytes before: another blob"));
           return false;
         }
         out.size = total;
@@ -197,10 +204,9 @@ absl::StatusOr<BlobReadResult> ReadBlobResumable(RegistryApi& api, const Reposit
     if (moved > 0) failures = 0;  // progress: a fresh budget
     ++failures;
     if (failures >= policy.max_attempts) {
-      return absl::Status(failure.code(),
-                          absl::StrCat(failure.message(), " (after ", failures,
-                                       failures == 1 ? " attempt" : " attempts",
-                                       " without progress, at byte ", pos, ")"));
+      return absl::Status(failure.code(), absl::StrCat(failure.message(), " (after ", failures,
+                                                       failures == 1 ? " attempt" : " attempts",
+                                                       " without progress, at byte ", pos, ")"));
     }
     absl::Duration wait = NextRetryWait(policy, failures, retry_after, kRetryAfterCap);
     api.observer()->Retry(RetryReason(failure));

@@ -50,7 +50,7 @@ struct BlobRead {
 };
 
 struct BlobReadResult {
-  int64_t size = -1;   // the blob's size, when the registry said
+  int64_t size = -1;      // the blob's size, when the registry said
   int64_t delivered = 0;  // bytes given to the sink
   int resumes = 0;        // requests after the first (faults and range fallbacks)
 };

@@ -52,7 +52,9 @@ absl::Status ErrnoStatus(int err, absl::string_view what) {
 // Opens (creating it when absent) the directory `name` beneath `dir_fd`;
 // never follows a symlink.
 absl::StatusOr<UniqueFd> MakeDirAt(int dir_fd, const std::string& name, absl::string_view shown) {
-  if (::mkdirat(dir_fd, name.c_str(), 0755) != 0 && errno != EEXIST) {
+  if (::mkdirat(dir_fd, name.c_str(), 0755) == 0) {
+    ::fsync(dir_fd);  // the new entry survives a crash (best effort)
+  } else if (errno != EEXIST) {
     return ErrnoStatus(errno, absl::StrCat("creating ", shown));
   }
   UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -123,11 +125,17 @@ class FileLock {
 };
 
 // Takes an exclusive flock on `fd`, waiting (and watching `cancelled`).
-absl::Status WaitForFlock(int fd, const CancelFlag& cancelled, absl::string_view shown) {
+absl::Status WaitForFlock(int fd, const CancelFlag& cancelled, absl::string_view shown,
+                          absl::Duration max_wait = absl::InfiniteDuration()) {
+  const absl::Time deadline = absl::Now() + max_wait;
   while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     if (errno == EINTR) continue;
     if (errno != EWOULDBLOCK) return ErrnoStatus(errno, absl::StrCat("locking ", shown));
     if (cancelled && cancelled->load()) return absl::CancelledError("cancelled");
+    if (absl::Now() >= deadline) {
+      return absl::UnavailableError(absl::StrCat("another process has held the lock of ", shown,
+                                                 " for ", absl::FormatDuration(max_wait)));
+    }
     absl::SleepFor(absl::Milliseconds(20));
   }
   return absl::OkStatus();
@@ -193,8 +201,8 @@ absl::StatusOr<std::unique_ptr<LayoutWriter>> LayoutWriter::Open(
 }
 
 absl::StatusOr<UniqueFd> LayoutWriter::Subdir(const std::string& rel) {
-  absl::StatusOr<UniqueFd> fd = OpenBeneath(dir_.get(), rel, FileKind::kDirectory,
-                                            absl::StrCat(shown_, "/", rel));
+  absl::StatusOr<UniqueFd> fd =
+      OpenBeneath(dir_.get(), rel, FileKind::kDirectory, absl::StrCat(shown_, "/", rel));
   if (fd.ok() || !absl::IsNotFound(fd.status())) return fd;
   // Make each component (never following a symlink).
   UniqueFd cur;
@@ -208,11 +216,11 @@ absl::StatusOr<UniqueFd> LayoutWriter::Subdir(const std::string& rel) {
 
 absl::Status LayoutWriter::WriteAtomically(int dir_fd, const std::string& name,
                                            absl::string_view bytes) {
-  const std::string tmp = absl::StrCat(".", name, ".regd-tmp-", ::getpid(), "-",
-                                       absl::ToUnixNanos(absl::Now()));
+  const std::string tmp =
+      absl::StrCat(".", name, ".regd-tmp-", ::getpid(), "-", absl::ToUnixNanos(absl::Now()));
   const std::string shown = absl::StrCat(shown_, "/", name);
-  UniqueFd fd(::openat(dir_fd, tmp.c_str(),
-                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  UniqueFd fd(
+      ::openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("creating ", shown));
   absl::Status st = WriteAll(fd.get(), bytes, shown);
   if (st.ok() && ::fsync(fd.get()) != 0) st = ErrnoStatus(errno, absl::StrCat("syncing ", shown));
@@ -256,27 +264,60 @@ absl::StatusOr<PartialBlob> LayoutWriter::OpenPartial(const std::string& digest,
   ASSIGN_OR_RETURN(UniqueFd partial_dir, Subdir(kPartialDir));
   const std::string name = absl::StrCat(split.first, "-", split.second);
   const std::string shown = absl::StrCat(shown_, "/", kPartialDir, "/", name);
-  UniqueFd fd(::openat(partial_dir.get(), name.c_str(),
-                       O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644));
-  if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("opening ", shown));
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat of ", shown));
-  if (!S_ISREG(st.st_mode)) return absl::InvalidArgumentError(absl::StrCat(shown, " is not a file"));
-  // Held until the fd closes (PartialBlob owns it): flock belongs to the open
-  // file description. Then re-read the size: the holder before us may have
-  // grown the file, or renamed it away.
-  RETURN_IF_ERROR(WaitForFlock(fd.get(), cancelled, shown));
-  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat of ", shown));
-  int64_t have = st.st_size;
-  if (st.st_nlink == 0) have = 0;  // committed by the other holder: start over (rare)
-  if (have > size) {
-    if (::ftruncate(fd.get(), 0) != 0) return ErrnoStatus(errno, absl::StrCat("truncating ", shown));
-    have = 0;
+  for (int tries = 0;; ++tries) {
+    if (tries >= 100) return absl::UnavailableError(absl::StrCat(shown, " keeps changing"));
+    UniqueFd fd(::openat(partial_dir.get(), name.c_str(),
+                         O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644));
+    if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("opening ", shown));
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat of ", shown));
+    if (!S_ISREG(st.st_mode)) {
+      return absl::InvalidArgumentError(absl::StrCat(shown, " is not a regular file"));
+    }
+    // Held until the fd closes (PartialBlob owns it): flock belongs to the
+    // open file description.
+    RETURN_IF_ERROR(WaitForFlock(fd.get(), cancelled, shown));
+    // While we waited, the holder before us may have committed this very
+    // file (renamed it to the blob's name): then the name is gone or names
+    // another file, and writing to ours would write to the committed blob.
+    // A second link (planted: a hard link to a file elsewhere) is refused the
+    // same way: the name is dropped and made anew.
+    struct stat by_name;
+    if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat of ", shown));
+    if (::fstatat(partial_dir.get(), name.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) continue;
+      return ErrnoStatus(errno, absl::StrCat("stat of ", shown));
+    }
+    if (by_name.st_dev != st.st_dev || by_name.st_ino != st.st_ino) continue;
+    if (st.st_nlink != 1) {
+      if (::unlinkat(partial_dir.get(), name.c_str(), 0) != 0 && errno != ENOENT) {
+        return ErrnoStatus(errno, absl::StrCat("removing ", shown));
+      }
+      continue;
+    }
+    int64_t have = st.st_size;
+    if (have > size) {
+      if (::ftruncate(fd.get(), 0) != 0) {
+        return ErrnoStatus(errno, absl::StrCat("truncating ", shown));
+      }
+      have = 0;
+    }
+    if (::lseek(fd.get(), have, SEEK_SET) != have) {
+      return ErrnoStatus(errno, absl::StrCat("seeking in ", shown));
+    }
+    return PartialBlob(std::move(fd), digest, have);
   }
-  if (::lseek(fd.get(), have, SEEK_SET) != have) {
-    return ErrnoStatus(errno, absl::StrCat("seeking in ", shown));
+}
+
+absl::Status LayoutWriter::Discard(PartialBlob blob) {
+  ASSIGN_OR_RETURN(auto split, SplitDigest(blob.digest()));
+  ASSIGN_OR_RETURN(UniqueFd partial_dir, Subdir(kPartialDir));
+  const std::string name = absl::StrCat(split.first, "-", split.second);
+  // Ours (we hold its lock, and the name was checked to be this file).
+  if (::unlinkat(partial_dir.get(), name.c_str(), 0) != 0 && errno != ENOENT) {
+    return ErrnoStatus(errno, absl::StrCat("removing ", shown_, "/", kPartialDir, "/", name));
   }
-  return PartialBlob(std::move(fd), digest, have);
+  return absl::OkStatus();
 }
 
 absl::Status LayoutWriter::Commit(PartialBlob blob) {
@@ -291,8 +332,11 @@ absl::Status LayoutWriter::Commit(PartialBlob blob) {
   return SyncDir(blobs.get(), shown_);
 }
 
-absl::Status LayoutWriter::AddToIndex(const Descriptor& entry, const std::string& ref_name) {
-  RETURN_IF_ERROR(WaitForFlock(dir_.get(), CancelFlag(), shown_));
+absl::Status LayoutWriter::AddToIndex(const Descriptor& entry, const std::string& ref_name,
+                                      const CancelFlag& cancelled) {
+  // index.json is rewritten in a moment: a lock held for a minute is a stuck
+  // process, not a pull.
+  RETURN_IF_ERROR(WaitForFlock(dir_.get(), cancelled, shown_, absl::Minutes(1)));
   FileLock lock(dir_.get());
   // The entry as JSON, in the shape SerializeIndex writes descriptors.
   Index one;
@@ -321,9 +365,11 @@ absl::Status LayoutWriter::AddToIndex(const Descriptor& entry, const std::string
   auto& alloc = doc.GetAllocator();
   if (!doc.HasMember("schemaVersion")) doc.AddMember("schemaVersion", 2, alloc);
   if (!doc.HasMember("mediaType")) {
-    doc.AddMember("mediaType", rapidjson::Value(media::kOciIndex.data(),
-                                      static_cast<rapidjson::SizeType>(media::kOciIndex.size()),
-                                      alloc), alloc);
+    doc.AddMember(
+        "mediaType",
+        rapidjson::Value(media::kOciIndex.data(),
+                         static_cast<rapidjson::SizeType>(media::kOciIndex.size()), alloc),
+        alloc);
   }
   if (!doc.HasMember("manifests") || !doc["manifests"].IsArray()) {
     doc.RemoveMember("manifests");
@@ -357,7 +403,8 @@ absl::Status LayoutWriter::AddToIndex(const Descriptor& entry, const std::string
   if (out.GetSize() > kMaxManifestBytes) {
     return absl::ResourceExhaustedError("index.json would grow past 4 MiB");
   }
-  return WriteAtomically(dir_.get(), "index.json", absl::string_view(out.GetString(), out.GetSize()));
+  return WriteAtomically(dir_.get(), "index.json",
+                         absl::string_view(out.GetString(), out.GetSize()));
 }
 
 }  // namespace regd

@@ -71,15 +71,18 @@ class LayoutWriter {
 
   // The partial file of `digest`, locked for this call (waits while another
   // download holds it; CANCELLED when `cancelled` is set meanwhile).
-  [[nodiscard]] absl::StatusOr<PartialBlob> OpenPartial(const std::string& digest,
-                                                        int64_t size,
+  [[nodiscard]] absl::StatusOr<PartialBlob> OpenPartial(const std::string& digest, int64_t size,
                                                         const CancelFlag& cancelled);
   // Syncs the partial file and renames it to its digest's name.
   [[nodiscard]] absl::Status Commit(PartialBlob blob);
+  // Removes the partial file (the blob turned out to be in place already).
+  [[nodiscard]] absl::Status Discard(PartialBlob blob);
 
   // Names `entry` `ref_name` in index.json (replacing an entry of that name;
   // an empty name replaces an unnamed entry of the same digest).
-  [[nodiscard]] absl::Status AddToIndex(const Descriptor& entry, const std::string& ref_name);
+  // Waits for the layout's lock while `cancelled` is unset (CANCELLED).
+  [[nodiscard]] absl::Status AddToIndex(const Descriptor& entry, const std::string& ref_name,
+                                        const CancelFlag& cancelled);
 
   const std::string& shown() const { return shown_; }
 

@@ -24,17 +24,18 @@ constexpr int kDefaultConcurrency = 4;
 constexpr int kMaxConcurrency = 16;
 constexpr int kMaxIndexDepth = 4;
 
-// What a pull writes: blobs to download, manifests (already fetched and
-// verified) to write after them, and the entry for index.json.
+// What a pull downloads, and the entry for index.json. Manifests (fetched
+// and verified while planning) are written to the layout at once, so none is
+// held in memory: an index of a thousand 4 MiB manifests costs no more than
+// one. Unreferenced until index.json names them, as a crash leaves them.
 struct PullPlan {
-  std::vector<Descriptor> blobs;                       // unique by digest
-  std::vector<std::pair<std::string, std::string>> manifests;  // digest, raw
+  std::vector<Descriptor> blobs;  // unique by digest
   Descriptor entry;
 };
 
 class PlanBuilder {
  public:
-  PlanBuilder(int max_blobs) : max_blobs_(max_blobs) {}
+  PlanBuilder(int max_blobs, LayoutWriter* layout) : max_blobs_(max_blobs), layout_(layout) {}
 
   [[nodiscard]] absl::Status AddBlob(const Descriptor& d) {
     RETURN_IF_ERROR(ValidateDigest(d.digest));
@@ -50,21 +51,22 @@ class PlanBuilder {
     plan.blobs.push_back(d);
     return absl::OkStatus();
   }
-  void AddManifest(const FetchedManifest& f) {
-    if (seen_.insert(f.digest).second) plan.manifests.emplace_back(f.digest, f.raw);
+  [[nodiscard]] absl::Status AddManifest(const FetchedManifest& f) {
+    if (!seen_.insert(f.digest).second) return absl::OkStatus();
+    return layout_->PutSmallBlob(f.digest, f.raw);
   }
   [[nodiscard]] absl::Status AddImage(const FetchedManifest& f) {
     ASSIGN_OR_RETURN(Manifest m, ParseManifest(f.raw, f.media_type));
     RETURN_IF_ERROR(AddBlob(m.config));
     for (const Descriptor& l : m.layers) RETURN_IF_ERROR(AddBlob(l));
-    AddManifest(f);
-    return absl::OkStatus();
+    return AddManifest(f);
   }
 
   PullPlan plan;
 
  private:
   const int max_blobs_;
+  LayoutWriter* const layout_;
   std::set<std::string> seen_;
 };
 
@@ -99,7 +101,7 @@ absl::StatusOr<Descriptor> PullService::PullImage(const CallContext& ctx, const 
                    LayoutWriter::Open(spec.layout_path, roots));
 
   // 1. What to pull.
-  PlanBuilder b(max_image_layers_ + 1 + max_index_entries_);
+  PlanBuilder b(max_image_layers_ + 1 + max_index_entries_, layout.get());
   ASSIGN_OR_RETURN(FetchedManifest top, reads_->FetchManifest(ctx, ref.repo, ref.Identifier()));
   if (top.kind == ManifestKind::kManifest) {
     if (spec.platform.has_value()) {
@@ -113,8 +115,9 @@ absl::StatusOr<Descriptor> PullService::PullImage(const CallContext& ctx, const 
     ASSIGN_OR_RETURN(Index idx, ParseIndex(top.raw, top.media_type));
     std::optional<size_t> i = MatchIndex(idx, *spec.platform);
     if (!i.has_value()) {
-      return absl::NotFoundError(absl::StrCat("image reference not found: no manifest for platform ",
-                                              spec.platform->String(), " in ", ref.String()));
+      return absl::NotFoundError(
+          absl::StrCat("image reference not found: no manifest for platform ",
+                       spec.platform->String(), " in ", ref.String()));
     }
     ASSIGN_OR_RETURN(FetchedManifest child,
                      reads_->FetchManifest(ctx, ref.repo, idx.manifests[*i].digest));
@@ -145,7 +148,7 @@ absl::StatusOr<Descriptor> PullService::PullImage(const CallContext& ctx, const 
             absl::StrCat(ref.String(), ": indexes nested deeper than ", kMaxIndexDepth));
       }
       ASSIGN_OR_RETURN(Index idx, ParseIndex(f.raw, f.media_type));
-      b.AddManifest(f);
+      RETURN_IF_ERROR(b.AddManifest(f));
       for (const Descriptor& c : idx.manifests) {
         if (++children > max_index_entries_) {
           return absl::ResourceExhaustedError(
@@ -153,10 +156,14 @@ absl::StatusOr<Descriptor> PullService::PullImage(const CallContext& ctx, const 
         }
         ASSIGN_OR_RETURN(FetchedManifest child, reads_->FetchManifest(ctx, ref.repo, c.digest));
         if (child.digest != c.digest) {
-          return absl::DataLossError(absl::StrCat("index entry ", c.digest, " resolved to ",
-                                                  child.digest));
+          return absl::DataLossError(
+              absl::StrCat("index entry ", c.digest, " resolved to ", child.digest));
         }
-        work.emplace_back(std::move(child), depth + 1);
+        if (child.kind == ManifestKind::kManifest) {
+          RETURN_IF_ERROR(b.AddImage(child));  // written now; only its descriptors kept
+        } else {
+          work.emplace_back(std::move(child), depth + 1);  // a nested index (rare)
+        }
       }
     }
   } else {
@@ -176,8 +183,7 @@ absl::StatusOr<Descriptor> PullService::PullImage(const CallContext& ctx, const 
   auto fail = [&](const std::string& digest, const absl::Status& st) {
     absl::MutexLock lock(&mu);
     if (first_error.ok()) {
-      first_error =
-          absl::Status(st.code(), absl::StrCat("blob ", digest, ": ", st.message()));
+      first_error = absl::Status(st.code(), absl::StrCat("blob ", digest, ": ", st.message()));
     }
     stop->store(true);
   };
@@ -187,7 +193,10 @@ absl::StatusOr<Descriptor> PullService::PullImage(const CallContext& ctx, const 
     ASSIGN_OR_RETURN(PartialBlob part, layout->OpenPartial(d.digest, d.size, stop));
     // Another call may have finished it while we waited for its lock.
     ASSIGN_OR_RETURN(present, layout->HasBlob(d, stop));
-    if (present) return LayerOutcomeKind::kExisted;
+    if (present) {
+      RETURN_IF_ERROR(layout->Discard(std::move(part)));
+      return LayerOutcomeKind::kExisted;
+    }
     RegistryApi api = registries_->ApiFor(wctx, ref.repo.registry);
     for (int pass = 0;; ++pass) {
       ASSIGN_OR_RETURN(Digester hasher, Digester::ForDigest(d.digest));
@@ -197,6 +206,10 @@ absl::StatusOr<Descriptor> PullService::PullImage(const CallContext& ctx, const 
         LogInfo("pull: ", d.digest, " resumes from byte ", from, " already on disk");
       }
       absl::Status write_error;
+      // Progress at most every 4 MiB or 200 ms a blob: a caller on the same
+      // two cores should not spend its CPU on thousands of events a GiB.
+      int64_t told = part.have();
+      absl::Time told_at = absl::Now();
       BlobRead read;
       read.offset = from;
       read.size = d.size;
@@ -209,7 +222,12 @@ absl::StatusOr<Descriptor> PullService::PullImage(const CallContext& ctx, const 
         write_error = part.Append(data);
         if (!write_error.ok()) return false;
         if (ctx.bytes) ctx.bytes->fetch_add(static_cast<int64_t>(data.size()));
-        if (ctx.events.on_progress) ctx.events.on_progress(d.digest, part.have(), d.size);
+        if (ctx.events.on_progress && part.have() < d.size &&
+            (part.have() - told >= (4 << 20) || absl::Now() - told_at >= absl::Milliseconds(200))) {
+          told = part.have();
+          told_at = absl::Now();
+          ctx.events.on_progress(d.digest, told, d.size);
+        }
         return true;
       };
       absl::StatusOr<BlobReadResult> got = ReadBlobResumable(api, ref.repo, d.digest, read);
@@ -273,11 +291,8 @@ absl::StatusOr<Descriptor> PullService::PullImage(const CallContext& ctx, const 
   if (ctx.Cancelled()) return absl::CancelledError("pull cancelled");
   RETURN_IF_ERROR(first_error);
 
-  // 3. Manifests (children before the index that names them), then the name.
-  for (auto it = plan.manifests.rbegin(); it != plan.manifests.rend(); ++it) {
-    RETURN_IF_ERROR(layout->PutSmallBlob(it->first, it->second));
-  }
-  RETURN_IF_ERROR(layout->AddToIndex(plan.entry, ref_name));
+  // 3. Every blob and manifest is in place: name the result.
+  RETURN_IF_ERROR(layout->AddToIndex(plan.entry, ref_name, ctx.cancelled));
   return plan.entry;
 }
 

@@ -36,8 +36,7 @@ struct PullSpec {
 class PullService {
  public:
   PullService(const Registries* registries, ReadService* reads,
-              std::vector<std::string> allowed_paths, int max_index_entries,
-              int max_image_layers)
+              std::vector<std::string> allowed_paths, int max_index_entries, int max_image_layers)
       : registries_(registries),
         reads_(reads),
         allowed_paths_(std::move(allowed_paths)),

@@ -1,15 +1,15 @@
 #include "core/read/read_service.h"
 
 #include <algorithm>
-#include <thread>
-#include <system_error>
 #include <deque>
+#include <system_error>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "core/log.h"
 #include "absl/synchronization/mutex.h"
 #include "core/digest.h"
+#include "core/log.h"
 #include "core/read/blob_reader.h"
 #include "core/status_macros.h"
 
@@ -41,8 +41,8 @@ std::string ReadService::CacheKey(const CallContext& ctx, const Repository& repo
 }
 
 absl::StatusOr<FetchedManifest> ReadService::FetchManifest(const CallContext& ctx,
-                                                          const Repository& repo,
-                                                          const std::string& identifier) {
+                                                           const Repository& repo,
+                                                           const std::string& identifier) {
   // Only content named by the digest asked for is cached: never a tag's.
   const std::string key = CacheKey(ctx, repo, MetadataCache::Kind::kManifest, identifier);
   if (!key.empty()) {
@@ -116,8 +116,8 @@ absl::StatusOr<std::string> ReadService::FetchSmallBlob(const CallContext& ctx,
 }
 
 absl::StatusOr<std::map<std::string, std::string>> ReadService::LabelsOf(const CallContext& ctx,
-                                                                    const Repository& repo,
-                                                                    const Manifest& m) {
+                                                                         const Repository& repo,
+                                                                         const Manifest& m) {
   ASSIGN_OR_RETURN(std::string raw, FetchSmallBlob(ctx, repo, m.config));
   ASSIGN_OR_RETURN(ImageConfigInfo info, ParseImageConfig(raw));
   return info.labels;
@@ -126,8 +126,8 @@ absl::StatusOr<std::map<std::string, std::string>> ReadService::LabelsOf(const C
 // Resolves `ref` to a single manifest, choosing from an index by platform.
 // `fetched` holds the top manifest when it was fetched already (raw non-empty).
 absl::StatusOr<Manifest> ReadService::ResolveImage(const CallContext& ctx, const Reference& ref,
-                                              const std::optional<Platform>& platform,
-                                              FetchedManifest* fetched) {
+                                                   const std::optional<Platform>& platform,
+                                                   FetchedManifest* fetched) {
   if (fetched->raw.empty()) {
     ASSIGN_OR_RETURN(*fetched, FetchManifest(ctx, ref.repo, ref.Identifier()));
   }
@@ -157,8 +157,9 @@ absl::StatusOr<Manifest> ReadService::ResolveImage(const CallContext& ctx, const
   return ParseManifest(fetched->raw, fetched->media_type);
 }
 
-absl::StatusOr<InspectResult> ReadService::Inspect(const CallContext& ctx, absl::string_view ref_text,
-                                              const std::optional<Platform>& platform) {
+absl::StatusOr<InspectResult> ReadService::Inspect(const CallContext& ctx,
+                                                   absl::string_view ref_text,
+                                                   const std::optional<Platform>& platform) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_text));
   RETURN_IF_ERROR(ctx.Allow(ref.repo, Action::kPull));
   InspectResult out;
@@ -172,7 +173,8 @@ absl::StatusOr<InspectResult> ReadService::Inspect(const CallContext& ctx, absl:
       out.digest = top.digest;
       out.manifests = idx.manifests;
       if (std::optional<size_t> def = DefaultIndexEntry(idx)) {
-        ASSIGN_OR_RETURN(FetchedManifest child, FetchManifest(ctx, ref.repo, idx.manifests[*def].digest));
+        ASSIGN_OR_RETURN(FetchedManifest child,
+                         FetchManifest(ctx, ref.repo, idx.manifests[*def].digest));
         if (child.kind == ManifestKind::kManifest) {
           ASSIGN_OR_RETURN(Manifest cm, ParseManifest(child.raw, child.media_type));
           ASSIGN_OR_RETURN(out.labels, LabelsOf(ctx, ref.repo, cm));
@@ -191,8 +193,9 @@ absl::StatusOr<InspectResult> ReadService::Inspect(const CallContext& ctx, absl:
   return out;
 }
 
-absl::StatusOr<ImageResult> ReadService::GetImage(const CallContext& ctx, absl::string_view ref_text,
-                                             const std::optional<Platform>& platform) {
+absl::StatusOr<ImageResult> ReadService::GetImage(const CallContext& ctx,
+                                                  absl::string_view ref_text,
+                                                  const std::optional<Platform>& platform) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_text));
   RETURN_IF_ERROR(ctx.Allow(ref.repo, Action::kPull));
   FetchedManifest f;
@@ -306,9 +309,8 @@ class HashAndSend {
       Item item;
       {
         absl::MutexLock lock(&mu_);
-        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return !queue_.empty() || closed_;
-        };
+        auto ready = [this]()
+                         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty() || closed_; };
         mu_.Await(absl::Condition(&ready));
         if (queue_.empty()) return;  // closed and drained
         item = std::move(queue_.front());
@@ -344,7 +346,8 @@ class HashAndSend {
 
 absl::Status ReadService::ReadBlob(const CallContext& ctx, absl::string_view repo_text,
                                    absl::string_view digest, int64_t offset,
-                                   const std::function<bool(std::string&&)>& sink) {
+                                   const std::function<bool(std::string&&)>& sink,
+                                   const std::function<bool()>& drained) {
   ASSIGN_OR_RETURN(Repository repo, ParseRepository(repo_text));
   RETURN_IF_ERROR(ctx.Allow(repo, Action::kPull));
   RETURN_IF_ERROR(ValidateDigest(digest));
@@ -397,9 +400,9 @@ absl::Status ReadService::ReadBlob(const CallContext& ctx, absl::string_view rep
   BlobRead read;
   read.offset = offset;
   read.retry = ctx.retry;
+  read.receive_buffer = fast ? (512 << 10) : (64 << 10);
   read.on_retry = [&](const RetryNotice& n) {
-    // Bytes before the wait reach the caller first: one unbroken stream.
-    if (!flush()) return;
+    // The held chunk stays held: the retry notice carries no data.
     if (stage != nullptr) {
       consumer_stopped = !stage->Put(std::string(), n);
     } else {
@@ -408,10 +411,12 @@ absl::Status ReadService::ReadBlob(const CallContext& ctx, absl::string_view rep
   };
   read.sink = [&](absl::string_view data) -> bool {
     while (!data.empty()) {
+      // A full chunk goes only once a byte after it has come: the last chunk
+      // is always still here when the digest is checked.
+      if (buf.size() == chunk_bytes && !flush()) return false;
       size_t take = std::min(chunk_bytes - buf.size(), data.size());
       buf.append(data.data(), take);
       data.remove_prefix(take);
-      if (buf.size() == chunk_bytes && !flush()) return false;
     }
     return true;
   };
@@ -425,12 +430,15 @@ absl::Status ReadService::ReadBlob(const CallContext& ctx, absl::string_view rep
     hasher->Update(buf);  // the last chunk is sent only once all is checked
     std::string sum = hasher->Finish();
     if (sum != digest_str) {
-      return absl::DataLossError(absl::StrCat("blob digest mismatch: expected ", digest_str,
-                                              ", content hashes to ", sum));
+      return absl::DataLossError(
+          absl::StrCat("blob digest mismatch: expected ", digest_str, ", content hashes to ", sum));
     }
   }
   if (ctx.bytes) ctx.bytes->fetch_add(static_cast<int64_t>(buf.size()));
   if (!buf.empty() && !sink(std::move(buf))) return absl::CancelledError("reader went away");
+  // Return (freeing the budget and the caller's slot) only once the caller
+  // has taken what is queued for it.
+  if (drained && !drained()) return absl::CancelledError("reader went away");
   return absl::OkStatus();
 }
 

@@ -70,11 +70,9 @@ class ReadService {
   // once, before any call. Null: every ReadBlob takes the lean path.
   void set_buffer_budget(ByteBudget* budget) { budget_ = budget; }
 
-  [[nodiscard]] absl::StatusOr<InspectResult> Inspect(const CallContext& ctx,
-                                                      absl::string_view ref,
+  [[nodiscard]] absl::StatusOr<InspectResult> Inspect(const CallContext& ctx, absl::string_view ref,
                                                       const std::optional<Platform>& platform);
-  [[nodiscard]] absl::StatusOr<ImageResult> GetImage(const CallContext& ctx,
-                                                     absl::string_view ref,
+  [[nodiscard]] absl::StatusOr<ImageResult> GetImage(const CallContext& ctx, absl::string_view ref,
                                                      const std::optional<Platform>& platform);
   [[nodiscard]] absl::StatusOr<bool> Exists(const CallContext& ctx, absl::string_view ref);
   [[nodiscard]] absl::StatusOr<Descriptor> GetDescriptor(const CallContext& ctx,
@@ -89,9 +87,13 @@ class ReadService {
   static constexpr size_t kFastReadChunk = 512 << 10;
   static constexpr size_t kLeanReadChunk = 64 << 10;
   static constexpr int64_t kFastReadMemory = 4 << 20;
+  // `drained` (optional) waits until the caller has taken every chunk given
+  // to `sink`; false: it stopped reading (CANCELLED). ReadBlob returns, and
+  // lets go of its memory budget, only after that.
   [[nodiscard]] absl::Status ReadBlob(const CallContext& ctx, absl::string_view repo,
                                       absl::string_view digest, int64_t offset,
-                                      const std::function<bool(std::string&&)>& sink);
+                                      const std::function<bool(std::string&&)>& sink,
+                                      const std::function<bool()>& drained = nullptr);
 
   // GET a manifest by tag or digest, verified (no policy check: callers check).
   // By digest, served from the cache when this call's credentials fetched it before.
@@ -107,8 +109,9 @@ class ReadService {
   [[nodiscard]] absl::StatusOr<Manifest> ResolveImage(const CallContext& ctx, const Reference& ref,
                                                       const std::optional<Platform>& platform,
                                                       FetchedManifest* fetched);
-  [[nodiscard]] absl::StatusOr<std::map<std::string, std::string>> LabelsOf(
-      const CallContext& ctx, const Repository& repo, const Manifest& m);
+  [[nodiscard]] absl::StatusOr<std::map<std::string, std::string>> LabelsOf(const CallContext& ctx,
+                                                                            const Repository& repo,
+                                                                            const Manifest& m);
 
   // The cache key of `digest` in `repo` for the call's credentials; "" when
   // nothing is to be cached (no cache, not a digest, credentials unresolved).

@@ -63,8 +63,8 @@ absl::StatusOr<HttpResponse> RegistryApi::SendIdempotent(
   }
 }
 
-absl::StatusOr<std::optional<ManifestHead>> RegistryApi::HeadManifest(
-    const Repository& repo, absl::string_view reference) {
+absl::StatusOr<std::optional<ManifestHead>> RegistryApi::HeadManifest(const Repository& repo,
+                                                                      absl::string_view reference) {
   HttpRequest req;
   req.method = "HEAD";
   req.url = ManifestPath(repo, reference);
@@ -161,9 +161,8 @@ absl::StatusOr<HttpResponse> RegistryApi::GetBlobStream(
   req.follow_redirects = true;
   req.cancelled = cancelled_;
   if (offset > 0 || last >= 0) {
-    req.headers.emplace_back(
-        "Range", last >= 0 ? absl::StrCat("bytes=", offset, "-", last)
-                           : absl::StrCat("bytes=", offset, "-"));
+    req.headers.emplace_back("Range", last >= 0 ? absl::StrCat("bytes=", offset, "-", last)
+                                                : absl::StrCat("bytes=", offset, "-"));
   }
   req.on_body = std::move(on_body);
   req.on_head = std::move(on_head);

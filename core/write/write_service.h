@@ -81,7 +81,7 @@ class WriteService {
     std::function<absl::StatusOr<std::unique_ptr<OpenedBlob>>()> reopen;
     const BlobStream* streamed = nullptr;  // bytes a caller streams (UploadBlob)
     bool registry_only = false;            // named by digest: must be in the registry
-    std::string identity;  // the file's when planned; a reopen must match it
+    std::string identity;                  // the file's when planned; a reopen must match it
     Descriptor descriptor;
     std::string mount_from;                // as the caller named it, or "" (resolved per target)
     ByteBudget::Reservation inline_bytes;  // for inline data
@@ -152,7 +152,6 @@ class WriteService {
   // The policy check for `mount_from` (a path on `repo`'s registry): false
   // when the caller may not read it, so the blob is uploaded instead.
   bool MayMountFrom(const CallContext& ctx, const Repository& repo, const std::string& path) const;
-
 
   const WriteOptions options_;
   const Registries* const registries_;

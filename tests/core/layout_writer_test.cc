@@ -7,7 +7,9 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
+#include "absl/time/clock.h"
 #include "core/digest.h"
 #include "gtest/gtest.h"
 
@@ -131,6 +133,46 @@ TEST_F(LayoutWriterTest, SecondDownloaderOfOneBlobWaitsForTheFirst) {
   EXPECT_TRUE(absl::IsCancelled(second.status())) << second.status();
 }
 
+TEST_F(LayoutWriterTest, WaiterOfACommittedPartialGetsAFreshOne) {
+  // B waits for A's lock on the partial file; A commits (renames that very
+  // file to the blob's name). B must not write to the committed blob.
+  auto w = OpenOk(root_ + "/l");
+  ASSERT_NE(w, nullptr);
+  const std::string data = "committed content";
+  const std::string digest = Sha256Digest(data);
+  absl::StatusOr<PartialBlob> a = w->OpenPartial(digest, data.size(), CancelFlag());
+  ASSERT_TRUE(a.ok());
+  absl::StatusOr<PartialBlob> b = absl::UnknownError("not yet");
+  std::thread waiter([&] { b = w->OpenPartial(digest, 3, CancelFlag()); });  // a smaller size
+  absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_TRUE(a->Append(data).ok());
+  ASSERT_TRUE(w->Commit(std::move(*a)).ok());
+  a = absl::UnknownError("moved");  // closes A's fd: the lock goes
+  waiter.join();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->have(), 0);
+  ASSERT_TRUE(b->Append("xyz").ok());
+  EXPECT_EQ(Read(root_ + "/l/blobs/sha256/" + digest.substr(7)), data);
+  ASSERT_TRUE(w->Discard(std::move(*b)).ok());
+  EXPECT_FALSE(Exists(root_ + "/l/.regd-partial/sha256-" + digest.substr(7)));
+}
+
+TEST_F(LayoutWriterTest, HardLinkedPartialIsNotWrittenThrough) {
+  auto w = OpenOk(root_ + "/l");
+  ASSERT_NE(w, nullptr);
+  const std::string digest = Sha256Digest("abc");
+  std::ofstream(base_ + "/outside/victim") << "precious";
+  ASSERT_EQ(::mkdir((root_ + "/l/.regd-partial").c_str(), 0755) == 0 || errno == EEXIST, true);
+  ASSERT_EQ(::link((base_ + "/outside/victim").c_str(),
+                   (root_ + "/l/.regd-partial/sha256-" + digest.substr(7)).c_str()),
+            0);
+  absl::StatusOr<PartialBlob> p = w->OpenPartial(digest, 3, CancelFlag());
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->have(), 0);
+  ASSERT_TRUE(p->Append("abc").ok());
+  EXPECT_EQ(Read(base_ + "/outside/victim"), "precious");
+}
+
 TEST_F(LayoutWriterTest, IndexKeepsOtherEntriesAndReplacesTheSameName) {
   auto w = OpenOk(root_ + "/l");
   ASSERT_NE(w, nullptr);
@@ -143,9 +185,9 @@ TEST_F(LayoutWriterTest, IndexKeepsOtherEntriesAndReplacesTheSameName) {
   d.media_type = "application/vnd.oci.image.manifest.v1+json";
   d.digest = "sha256:" + std::string(64, 'b');
   d.size = 7;
-  ASSERT_TRUE(w->AddToIndex(d, "new").ok());
+  ASSERT_TRUE(w->AddToIndex(d, "new", CancelFlag()).ok());
   d.digest = "sha256:" + std::string(64, 'c');
-  ASSERT_TRUE(w->AddToIndex(d, "new").ok());
+  ASSERT_TRUE(w->AddToIndex(d, "new", CancelFlag()).ok());
   std::string index = Read(root_ + "/l/index.json");
   EXPECT_NE(index.find("keep/me"), std::string::npos) << index;
   EXPECT_NE(index.find("\"k\":\"v\""), std::string::npos) << index;
@@ -153,7 +195,7 @@ TEST_F(LayoutWriterTest, IndexKeepsOtherEntriesAndReplacesTheSameName) {
   EXPECT_NE(index.find(std::string(64, 'c')), std::string::npos) << index;
   // A broken index.json is not replaced.
   std::ofstream(root_ + "/l/index.json") << "{not json";
-  EXPECT_FALSE(w->AddToIndex(d, "x").ok());
+  EXPECT_FALSE(w->AddToIndex(d, "x", CancelFlag()).ok());
   EXPECT_EQ(Read(root_ + "/l/index.json"), "{not json");
 }
 

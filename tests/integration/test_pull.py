@@ -239,6 +239,25 @@ class ReadBlobResumeTest(Case):
             read_blob(PROXY, "pull/single", blob.digest)
         self.assertEqual(cm.exception.code(), grpc.StatusCode.DATA_LOSS, cm.exception.details())
 
+    def test_last_chunk_held_until_verified(self):
+        # A blob of exactly two messages: the second is not sent before the
+        # digest is checked, so a corrupted blob never reaches the caller whole.
+        data = os.urandom(1 << 20)
+        digest = sha(data)
+        for e in D.stub.WriteLayer(pb.WriteLayerRequest(
+                repo="%s/pull/aligned" % REG.host, layer=pb.BlobSource(data=data)), timeout=T):
+            pass
+        PROXY.add_fault("corrupt_body", method="GET", path=digest, nth=1)
+        got = []
+        with self.assertRaises(grpc.RpcError) as cm:
+            for c in D.stub.ReadBlob(pb.ReadBlobRequest(repo="%s/pull/aligned" % PROXY.host,
+                                                        digest=digest), timeout=T):
+                got.append(c.data)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.DATA_LOSS)
+        self.assertLessEqual(sum(map(len, got)), len(data) - 512 * 1024)
+        whole, _ = read_blob(PROXY, "pull/aligned", digest)
+        self.assertEqual(whole, data)
+
     def test_other_size_on_resume_is_data_loss_at_once(self):
         blob = IMG.layers[0]
         PROXY.add_fault("reset_response", method="GET", path=blob.digest, nth=1, after_bytes=MiB)
