@@ -11,6 +11,20 @@
 #   bench/run.sh --read [--parts a,b,c] [--runs 3] [--size-mib 1024]
 #                [--pull-size-mib 1024] [--unary-seconds 10] [--concurrency 16]
 #                [--to-file] [--window BYTES] [--no-build] [--out FILE]
+# Push at the physical limit (issue 10): regd vs the floors (a Python os.sendfile
+# client and parallel `curl -T` over plain HTTP; parallel `curl -T --cacert`
+# over TLS, against a docker-registry with an openssl-made CA and leaf), and
+# N concurrent PushImage calls vs N concurrent sendfile pushes; see
+# bench/push_limit.py:
+#   bench/run.sh --push-limit [--parts plain,tls,many] [--size-mib 1024] [--runs 3]
+#                [--warmup 1] [--concurrency 4] [--concurrent 16]
+#                [--concurrent-mib 256] [--concurrent-layers 1] [--concurrent-runs 2]
+#                [--regd-flag=--FLAG=VALUE ...] [--perf] [--perf-dir DIR]
+#                [--perf-lines 40] [--out FILE]
+#   --perf adds one untimed regd push per part under `perf record -g -p PID`
+#   and writes the head of `perf report --no-children --sort dso,sym -g none`
+#   to DIR/push-limit-perf-PART.txt. Quick trial:
+#   bench/run.sh --push-limit --size-mib 64 --runs 1 --concurrent-mib 16
 # Env: REGD_BIN (default build/server/regd), BENCH_DIR (layout cache).
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,6 +36,10 @@ fi
 if [ "${1:-}" = --upload-blob ]; then
     shift
     exec /usr/bin/python3 "$here/upload_blob.py" "$@"
+fi
+if [ "${1:-}" = --push-limit ]; then
+    shift
+    exec /usr/bin/python3 "$here/push_limit.py" "$@"
 fi
 if [ "${1:-}" = --read ]; then
     shift
