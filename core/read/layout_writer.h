@@ -36,7 +36,7 @@ namespace regd {
 class PartialBlob {
  public:
   PartialBlob(UniqueFd fd, std::string digest, int64_t have)
-      : fd_(std::move(fd)), digest_(std::move(digest)), have_(have) {}
+      : fd_(std::move(fd)), digest_(std::move(digest)), have_(have), started_(have) {}
   int fd() const { return fd_.get(); }
   const std::string& digest() const { return digest_; }
   // Bytes already in the file (a previous attempt's), from where to go on.
@@ -49,9 +49,11 @@ class PartialBlob {
   [[nodiscard]] absl::Status HashInto(Digester* d, const CancelFlag& cancelled);
 
  private:
+  static constexpr int64_t kWritebackStep = 8 << 20;
   UniqueFd fd_;
   std::string digest_;
   int64_t have_ = 0;
+  int64_t started_ = 0;  // bytes whose writeback was started
 };
 
 class LayoutWriter {
