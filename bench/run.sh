@@ -13,7 +13,8 @@
 #                [--to-file] [--window BYTES] [--no-build] [--out FILE]
 # Push at the physical limit (issue 10): regd vs the floors (a Python os.sendfile
 # client and parallel `curl -T` over plain HTTP; parallel `curl -T --cacert`
-# over TLS, against a docker-registry with an openssl-made CA and leaf), and
+# over TLS, against a docker-registry with an openssl-made CA and leaf, with a
+# Python ssl client as a reference row), and
 # N concurrent PushImage calls vs N concurrent sendfile pushes; see
 # bench/push_limit.py:
 #   bench/run.sh --push-limit [--parts plain,tls,many] [--size-mib 1024] [--runs 3]

@@ -20,6 +20,9 @@
 namespace regd {
 namespace {
 
+// CURLOPT_UPLOAD_BUFFERSIZE for blob bodies: libcurl 7.88's maximum.
+constexpr long kUploadBuffer = 2 << 20;
+
 struct CurlSlistFree {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
@@ -357,6 +360,11 @@ absl::StatusOr<HttpResponse> CurlTransport::SendOnce(const HttpRequest& req) {
     curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(has_body ? body_len : 0));
     curl_easy_setopt(c, CURLOPT_READFUNCTION, &OnRead);
     curl_easy_setopt(c, CURLOPT_READDATA, &t);
+    if (req.body_source != nullptr && body_len > (1 << 20)) {
+      // A blob body: libcurl's largest upload buffer (2 MiB, default 64 KiB)
+      // means 32× fewer reads of the source, sends and polls per byte.
+      curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, static_cast<long>(kUploadBuffer));
+    }
     // Only in-memory bodies (manifests, tokens) may be rewound by curl itself
     // when a reused connection dies. A streamed blob body never is: once any
     // of it has left, its outcome is unknown, so the transfer fails and the
