@@ -450,42 +450,51 @@ grpc::ServerWriteReactor<v1::WriteLayerEvent>* RegistryService::WriteLayer(
       });
 }
 
+namespace {
+
+// PushImage's and PullImage's per-blob events (PushEvent and PullEvent have
+// the same shape): progress, retries and outcomes, each naming its blob.
+template <typename Event>
+void SendBlobEvents(StreamReactor<Event>* reactor, PushEvents* events) {
+  events->on_progress = [reactor](const std::string& digest, int64_t complete, int64_t total) {
+    Event e;
+    e.set_blob_digest(digest);
+    e.mutable_progress()->set_complete(complete);
+    e.mutable_progress()->set_total(total);
+    reactor->Push(std::move(e));
+  };
+  events->on_retry = [reactor](const std::string& digest, const RetryNotice& n) {
+    Event e;
+    e.set_blob_digest(digest);
+    ToProto(n, e.mutable_retry());
+    reactor->Push(std::move(e));
+  };
+  events->on_layer = [reactor](const std::string& digest, const LayerOutcome& out) {
+    Event e;
+    e.set_blob_digest(digest);
+    ToProto(out, e.mutable_layer());
+    reactor->Push(std::move(e));
+  };
+}
+
+}  // namespace
+
 grpc::ServerWriteReactor<v1::PushEvent>* RegistryService::PushImage(
     grpc::CallbackServerContext* ctx, const v1::PushImageRequest* req) {
   auto* reactor = new PushReactor([](const v1::PushEvent& e) {
     return PushReactor::Class{e.blob_digest(), e.has_progress()};
   });
-  return StartStream(
-      callers_, executor_, ctx, reactor, Rpc{"PushImage", "server_stream", metrics_}, req->ref(),
-      [this, req, reactor](CallContext& call) -> absl::Status {
-        ASSIGN_OR_RETURN(PushImageSpec spec, FromProto(*req));
-        call.retry = FromProto(req->retry());
-        call.events.on_progress = [reactor](const std::string& digest, int64_t complete,
-                                            int64_t total) {
-          v1::PushEvent e;
-          e.set_blob_digest(digest);
-          e.mutable_progress()->set_complete(complete);
-          e.mutable_progress()->set_total(total);
-          reactor->Push(std::move(e));
-        };
-        call.events.on_retry = [reactor](const std::string& digest, const RetryNotice& n) {
-          v1::PushEvent e;
-          e.set_blob_digest(digest);
-          ToProto(n, e.mutable_retry());
-          reactor->Push(std::move(e));
-        };
-        call.events.on_layer = [reactor](const std::string& digest, const LayerOutcome& out) {
-          v1::PushEvent e;
-          e.set_blob_digest(digest);
-          ToProto(out, e.mutable_layer());
-          reactor->Push(std::move(e));
-        };
-        ASSIGN_OR_RETURN(Descriptor d, engine_->PushImage(call, spec));
-        v1::PushEvent e;
-        ToProto(d, e.mutable_result()->mutable_descriptor_());
-        reactor->Push(std::move(e));
-        return absl::OkStatus();
-      });
+  return StartStream(callers_, executor_, ctx, reactor, Rpc{"PushImage", "server_stream", metrics_},
+                     req->ref(), [this, req, reactor](CallContext& call) -> absl::Status {
+                       ASSIGN_OR_RETURN(PushImageSpec spec, FromProto(*req));
+                       call.retry = FromProto(req->retry());
+                       SendBlobEvents(reactor, &call.events);
+                       ASSIGN_OR_RETURN(Descriptor d, engine_->PushImage(call, spec));
+                       v1::PushEvent e;
+                       ToProto(d, e.mutable_result()->mutable_descriptor_());
+                       reactor->Push(std::move(e));
+                       return absl::OkStatus();
+                     });
 }
 
 grpc::ServerWriteReactor<v1::PullEvent>* RegistryService::PullImage(
@@ -493,45 +502,25 @@ grpc::ServerWriteReactor<v1::PullEvent>* RegistryService::PullImage(
   auto* reactor = new PullReactor([](const v1::PullEvent& e) {
     return PullReactor::Class{e.blob_digest(), e.has_progress()};
   });
-  return StartStream(
-      callers_, executor_, ctx, reactor, Rpc{"PullImage", "server_stream", metrics_}, req->ref(),
-      [this, req, reactor](CallContext& call) -> absl::Status {
-        PullSpec spec;
-        spec.ref = req->ref();
-        if (req->has_platform()) {
-          ASSIGN_OR_RETURN(spec.platform, FromProto(req->platform()));
-        }
-        spec.all_platforms = req->all_platforms();
-        spec.layout_path = req->layout().path();
-        spec.ref_name = req->layout().ref_name();
-        spec.concurrency = req->concurrency();
-        call.retry = FromProto(req->retry(), DefaultBlobReadRetry());
-        call.events.on_progress = [reactor](const std::string& digest, int64_t complete,
-                                            int64_t total) {
-          v1::PullEvent e;
-          e.set_blob_digest(digest);
-          e.mutable_progress()->set_complete(complete);
-          e.mutable_progress()->set_total(total);
-          reactor->Push(std::move(e));
-        };
-        call.events.on_retry = [reactor](const std::string& digest, const RetryNotice& n) {
-          v1::PullEvent e;
-          e.set_blob_digest(digest);
-          ToProto(n, e.mutable_retry());
-          reactor->Push(std::move(e));
-        };
-        call.events.on_layer = [reactor](const std::string& digest, const LayerOutcome& out) {
-          v1::PullEvent e;
-          e.set_blob_digest(digest);
-          ToProto(out, e.mutable_layer());
-          reactor->Push(std::move(e));
-        };
-        ASSIGN_OR_RETURN(Descriptor d, engine_->PullImage(call, spec));
-        v1::PullEvent e;
-        ToProto(d, e.mutable_result()->mutable_descriptor_());
-        reactor->Push(std::move(e));
-        return absl::OkStatus();
-      });
+  return StartStream(callers_, executor_, ctx, reactor, Rpc{"PullImage", "server_stream", metrics_},
+                     req->ref(), [this, req, reactor](CallContext& call) -> absl::Status {
+                       PullSpec spec;
+                       spec.ref = req->ref();
+                       if (req->has_platform()) {
+                         ASSIGN_OR_RETURN(spec.platform, FromProto(req->platform()));
+                       }
+                       spec.all_platforms = req->all_platforms();
+                       spec.layout_path = req->layout().path();
+                       spec.ref_name = req->layout().ref_name();
+                       spec.concurrency = req->concurrency();
+                       call.retry = FromProto(req->retry(), DefaultBlobReadRetry());
+                       SendBlobEvents(reactor, &call.events);
+                       ASSIGN_OR_RETURN(Descriptor d, engine_->PullImage(call, spec));
+                       v1::PullEvent e;
+                       ToProto(d, e.mutable_result()->mutable_descriptor_());
+                       reactor->Push(std::move(e));
+                       return absl::OkStatus();
+                     });
 }
 
 grpc::ServerBidiReactor<v1::UploadBlobRequest, v1::UploadBlobEvent>* RegistryService::UploadBlob(
