@@ -279,6 +279,28 @@ class ReadBlobResumeTest(Case):
         # reused connection dies before any answer.
         self.assertIn(len(blob_gets(PROXY, blob.digest)), (3, 4))
 
+    def test_registry_that_ignores_ranges(self):
+        # Offsets and resumes still give exactly the bytes asked for: the
+        # whole blob comes back each time and the bytes before are dropped.
+        blob = IMG.layers[0]
+        PROXY.set_modes(["ignore_ranges"])
+        try:
+            PROXY.add_fault("reset_response", method="GET", path=blob.digest, nth=1,
+                            after_bytes=2 * MiB)
+            data, retries = read_blob(PROXY, "pull/single", blob.digest)
+            self.assertEqual(sha(data), blob.digest)
+            self.assertEqual(len(retries), 1)
+            data, _ = read_blob(PROXY, "pull/single", blob.digest, offset=12345)
+            self.assertEqual(data, blob.data[12345:])
+            self.assertGreaterEqual(PROXY.quirk_hits().get("ignore_ranges", 0), 2)
+            layout = fresh_layout("ignored-ranges")
+            PROXY.add_fault("reset_response", method="GET", path=blob.digest, nth=3,
+                            after_bytes=3 * MiB)
+            pull("%s/pull/single:v1" % PROXY.host, layout)
+            rehash_layout(self, layout)
+        finally:
+            PROXY.set_modes([])
+
     def test_closed_ranges_resume_and_offsets(self):
         blob = IMG.layers[0]
         CPROXY.add_fault("reset_response", method="GET", path=blob.digest, nth=1,
