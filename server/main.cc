@@ -70,7 +70,8 @@ ABSL_FLAG(std::vector<std::string>, allowed_registries, {},
 ABSL_FLAG(int64_t, inline_memory, 64 << 20,
           "Bytes that inline blob data (BlobSource.data) and streamed uploads (UploadBlob: "
           "3 MiB each) of all calls together may hold; past it calls get RESOURCE_EXHAUSTED. "
-          "regd's memory is about 30 MiB + --grpc_memory + this");
+          "A ReadBlob takes 4 MiB of it for its fast path while there is room (else it reads "
+          "on a lean path). regd's memory is about 30 MiB + --grpc_memory + this");
 ABSL_FLAG(int64_t, cache_bytes, 64 << 20,
           "Bytes of manifests and configs fetched by digest that regd keeps in memory and serves "
           "again without asking the registry (content named by its digest cannot change; tags "
