@@ -146,6 +146,7 @@ class ReadBench:
     def new_daemon(self):
         return daemon_mod.Daemon(self.workdir, insecure_registries=[self.reg.host],
                                  allowed_paths=[self.pull_root], rpc_timeout=B.RPC_TIMEOUT,
+                                 extra_args=list(self.args.regd_flag),
                                  stop_timeout=60).start()
 
     @staticmethod
@@ -552,6 +553,9 @@ def render(args, a, b, c, notes):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description="regd read benchmark (see the module docstring)")
+    p.add_argument("--regd-flag", action="append", default=[],
+                   help="a flag for every daemon, e.g. --regd-flag=--access_log_level=debug "
+                   "(repeatable)")
     p.add_argument("--parts", default="a,b,c", help="which parts: a ReadBlob, b unary rates, "
                    "c pull (default a,b,c)")
     p.add_argument("--runs", type=int, default=3, help="runs per method; median (default 3)")

@@ -11,6 +11,7 @@
 #   bench/run.sh --read [--parts a,b,c] [--runs 3] [--size-mib 1024]
 #                [--pull-size-mib 1024] [--unary-seconds 10] [--concurrency 16]
 #                [--to-file] [--window BYTES] [--no-build] [--out FILE]
+#                [--regd-flag=--FLAG=VALUE ...]
 # Push at the physical limit (issue 10): regd vs the floors (a Python os.sendfile
 # client and parallel `curl -T` over plain HTTP; parallel `curl -T --cacert`
 # over TLS, against a docker-registry with an openssl-made CA and leaf, with a

@@ -20,9 +20,10 @@ absl::Status Executor::Submit(std::function<void()> fn, std::function<void()> re
     return absl::ResourceExhaustedError(
         absl::StrCat("regd is running its maximum of ", max_tasks_, " calls; try again later"));
   }
-  // Every queued task has a worker: an idle one (each takes one task), or a
-  // new one.
-  if (idle_ <= static_cast<int>(queue_.size())) {
+  // Every queued task has a worker: an idle one (each takes one task), one
+  // that is sending its last call's reply and comes back at once (a caller's
+  // next call usually arrives just then), or a new one.
+  if (idle_ + finishing_ <= static_cast<int>(queue_.size())) {
     const int id = next_id_++;
     try {
       workers_.emplace(id, std::thread([this, id] { WorkerLoop(id); }));
@@ -58,10 +59,12 @@ void Executor::WorkerLoop(int id) {
     {
       absl::MutexLock relock(&mu_);
       --running_;
+      ++finishing_;
     }
     if (task.reply) task.reply();
     task.reply = nullptr;
     mu_.Lock();
+    --finishing_;
     --busy_;
     if (idle_ >= max_idle_ && queue_.empty()) break;  // enough idle workers already
   }

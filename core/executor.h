@@ -68,6 +68,7 @@ class Executor {
   int running_ ABSL_GUARDED_BY(mu_) = 0;  // tasks holding a slot (the cap)
   int busy_ ABSL_GUARDED_BY(mu_) = 0;     // tasks queued or running, reply included (Drain)
   int idle_ ABSL_GUARDED_BY(mu_) = 0;     // workers waiting for a task
+  int finishing_ ABSL_GUARDED_BY(mu_) = 0;  // workers sending a reply, then back
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   int next_id_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int, std::thread> workers_ ABSL_GUARDED_BY(mu_);

@@ -16,13 +16,15 @@ namespace {
 // A Retry-After on a read is honoured up to this; longer fails the call.
 constexpr absl::Duration kRetryAfterCap = absl::Seconds(10);
 
-struct ContentRange {
-  int64_t first = -1;
-  int64_t last = -1;
-  int64_t total = -1;  // -1: "*"
-};
+int64_t ContentLengthOf(const HttpResponse& resp) {
+  int64_t n = -1;
+  std::optional<std::string> h = resp.Header("content-length");
+  if (h.has_value() && absl::SimpleAtoi(*h, &n) && n >= 0) return n;
+  return -1;
+}
 
-// "bytes a-b/total" (total may be "*").
+}  // namespace
+
 std::optional<ContentRange> ParseContentRange(absl::string_view v) {
   v = absl::StripAsciiWhitespace(v);
   if (!absl::ConsumePrefix(&v, "bytes ")) return std::nullopt;
@@ -43,15 +45,6 @@ std::optional<ContentRange> ParseContentRange(absl::string_view v) {
   }
   return r;
 }
-
-int64_t ContentLengthOf(const HttpResponse& resp) {
-  int64_t n = -1;
-  std::optional<std::string> h = resp.Header("content-length");
-  if (h.has_value() && absl::SimpleAtoi(*h, &n) && n >= 0) return n;
-  return -1;
-}
-
-}  // namespace
 
 RetryPolicy DefaultBlobReadRetry() {
   RetryPolicy p;

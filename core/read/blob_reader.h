@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -54,6 +55,15 @@ struct BlobReadResult {
   int64_t delivered = 0;  // bytes given to the sink
   int resumes = 0;        // requests after the first (faults and range fallbacks)
 };
+
+// A 206's Content-Range, "bytes a-b/total" (total may be "*": -1). nullopt
+// for anything else, or a < 0, b < a, total <= b.
+struct ContentRange {
+  int64_t first = -1;
+  int64_t last = -1;
+  int64_t total = -1;
+};
+std::optional<ContentRange> ParseContentRange(absl::string_view value);
 
 // The read policy when a call brings none: 5 attempts, 200 ms first wait,
 // doubling, at most 3 s.

@@ -1,5 +1,6 @@
 // Fuzzes the header values regd acts on: Retry-After (ParseRetryAfter, then
-// NextRetryWait), an upload's Range (BytesHeldFromRange) and Location
+// NextRetryWait), an upload's Range (BytesHeldFromRange; the same text as a
+// download's Content-Range, ParseContentRange) and Location
 // (ResolveUrl against the request URL, UrlOrigin of both, then the egress
 // policy's CheckHop). A hop the policy allows must be allowed as libcurl, which
 // makes the connection, parses the URL too.
@@ -17,6 +18,7 @@
 #include "absl/time/time.h"
 #include "core/http/egress.h"
 #include "core/http/http.h"
+#include "core/read/blob_reader.h"
 #include "core/registry/client.h"
 #include "core/retry/retry.h"
 #include "tests/fuzz/fuzz_util.h"
@@ -100,6 +102,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   std::optional<int64_t> held = regd::BytesHeldFromRange(parts[1]);
   if (held.has_value()) FUZZ_CHECK(*held >= 1);
+  // The same text as a download's Content-Range (ReadBlobResumable).
+  std::optional<regd::ContentRange> cr = regd::ParseContentRange(parts[1]);
+  if (cr.has_value()) {
+    FUZZ_CHECK(cr->first >= 0 && cr->last >= cr->first);
+    FUZZ_CHECK(cr->total == -1 || cr->total > cr->last);
+  }
 
   const std::string resolved = regd::ResolveUrl(parts[2], parts[3]);
   (void)regd::UrlOrigin(parts[2]);
