@@ -333,10 +333,11 @@ void ProgressDisplay::FrameLoop() {
   while (!stop_) {
     mu_.AwaitWithTimeout(absl::Condition(&stop_), options_.frame_interval);
     if (stop_) break;
-    bool live = std::any_of(order_.begin(), order_.end(), [&](const std::string& id) {
+    bool live = false;
+    for (const std::string& id : order_) {
       const Blob& b = blobs_.at(id);
-      return b.active && b.outcome.empty();
-    });
+      live = live || (b.active && b.outcome.empty());
+    }
     if (dirty_ || live) DrawFrame(false);  // rates and ETAs move even without events
   }
 }

@@ -6,7 +6,7 @@
 #   bash scripts/regd.sh build  install what is missing, build
 #   bash scripts/regd.sh deps   install what is missing
 # Checked builds (clang-14), each in its own build directory, also run by `test`:
-#   bash scripts/regd.sh tsa       build-tsa: regd_core, regd_server and regd with -Wthread-safety
+#   bash scripts/regd.sh tsa       build-tsa: regd_core, regd_server, regd and regdctl with -Wthread-safety
 #                                  as errors (checks the ABSL_GUARDED_BY annotations)
 #   bash scripts/regd.sh fuzz      build-fuzz: every libFuzzer target of tests/fuzz for
 #                                  FUZZ_SECONDS (default 20) from its seeds (scripts/fuzz.sh smoke)
@@ -80,7 +80,7 @@ ASAN_BUILD_DIR=${ASAN_BUILD_DIR:-build-asan}
 tsa() {
   cmake -S . -B "$TSA_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++-14 \
     -DREGD_THREAD_SAFETY=ON -DREGD_BUILD_TESTS=OFF
-  with_lock cmake --build "$TSA_BUILD_DIR" -j "${JOBS:-2}" --target regd_core regd_server regd
+  with_lock cmake --build "$TSA_BUILD_DIR" -j "${JOBS:-2}" --target regd_core regd_server regd regdctl
 }
 
 asan_build() {
