@@ -213,7 +213,10 @@ class ReadBlobResumeTest(Case):
         PROXY.add_fault("reset_response", method="GET", path=blob.digest, nth=2, after_bytes=0)
         data, retries = read_blob(PROXY, "pull/single", blob.digest)
         self.assertEqual(data, blob.data)
-        self.assertEqual(len(retries), 2)
+        # libcurl itself sends a request again once when a reused connection
+        # dies before any answer: then the first reset costs no retry of ours.
+        self.assertIn(len(retries), (1, 2))
+        self.assertGreaterEqual(len(blob_gets(PROXY, blob.digest)), 3)
         self.assertEqual(PROXY.bytes_served(method="GET", kind="blob"), blob.size)
 
     def test_resume_at_an_offset(self):
