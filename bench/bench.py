@@ -252,8 +252,9 @@ class Result:
             "-" if self.registry_cpu is None else "%.2fs" % self.registry_cpu)
 
 
-def verify_push(reg, repo, layout):
-    """Fails unless the registry serves the layout's manifest and every blob."""
+def verify_push(reg, repo, layout, cafile=None):
+    """Fails unless the registry serves the layout's manifest and every blob
+    (`cafile`: the CA of a TLS registry)."""
     ref = "%s/%s:latest" % (reg.host, repo)
     res = subprocess.run([paths.SKOPEO, "inspect", "--raw", "--tls-verify=false",
                           "--no-creds", "docker://" + ref],
@@ -267,11 +268,119 @@ def verify_push(reg, repo, layout):
                            % (ref, got, len(res.stdout), layout.manifest_digest))
     for b in layout.blobs:
         status, headers, _ = util.http_get(
-            "%s/v2/%s/blobs/%s" % (reg.url, repo, b["digest"]), method="HEAD", timeout=30)
+            "%s/v2/%s/blobs/%s" % (reg.url, repo, b["digest"]), method="HEAD", timeout=30,
+            cafile=cafile)
         length = int(headers.get("Content-Length", "-1")) if headers else -1
         if status != 200 or length != b["size"]:
             raise RuntimeError("verify %s: blob %s: HEAD %s, length %s, want 200, %d"
                                % (ref, b["digest"], status, length, b["size"]))
+
+
+def curl_push(reg, repo, layout, workdir, timed, extra_args=(), parallel=None):
+    """The curl floor: per blob a `curl` POST for an upload URL, then `curl -T`
+    (a streamed monolithic PUT), `parallel` blobs at once (None: all), then the
+    manifest PUT. `timed(cmd, capture)` runs a command and returns (exit code,
+    stdout, stderr, cpu s, maxrss KB), as run_timed does. Returns (wall s,
+    [(cpu s, maxrss KB, was a blob PUT)] per curl process)."""
+    usage, errors = [], []
+    lock = threading.Lock()
+
+    def curl(args, capture=False):
+        cmd = [CURL, "-sS", "--fail-with-body", "-H", "Expect:"] + list(extra_args) + args
+        rc, out, err, cpu, rss = timed(cmd, capture)
+        with lock:
+            usage.append((cpu, rss, "-T" in args))
+        if rc != 0:
+            raise RuntimeError("curl %s failed (%d): %s"
+                               % (" ".join(args), rc, err.decode(errors="replace")))
+        return out
+
+    sem = threading.Semaphore(parallel or len(layout.blobs) or 1)
+
+    def upload(b):
+        try:
+            with sem:
+                hdrs = curl(["-X", "POST", "-D", "-", "-o", "/dev/null",
+                             "%s/v2/%s/blobs/uploads/" % (reg.url, repo)], capture=True)
+                loc = None
+                for line in hdrs.decode("latin-1").splitlines():
+                    if line.lower().startswith("location:"):
+                        loc = line.split(":", 1)[1].strip()
+                if not loc:
+                    raise RuntimeError("no Location in POST answer:\n%s" % hdrs.decode())
+                if loc.startswith("/"):
+                    loc = reg.url + loc
+                sep = "&" if "?" in loc else "?"
+                # -T streams the file; --data-binary @file would read it all into memory.
+                curl(["-X", "PUT", "-H", "Content-Type: application/octet-stream",
+                      "-T", layout.blob_path(b["digest"]),
+                      "%s%sdigest=%s" % (loc, sep, b["digest"])])
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            with lock:
+                errors.append(e)
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=upload, args=(b,)) for b in layout.blobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError("curl push: %s" % errors[0])
+    mpath = os.path.join(workdir, "manifest.json")
+    with open(mpath, "wb") as f:
+        f.write(layout.manifest_bytes)
+    curl(["-X", "PUT", "-H", "Content-Type: " + OCI_MANIFEST,
+          "--data-binary", "@" + mpath,
+          "%s/v2/%s/manifests/latest" % (reg.url, repo)])
+    return time.monotonic() - t0, usage
+
+
+class Sampler:
+    """Polls a process's VmRSS and Threads every `interval` seconds (maxima)."""
+
+    def __init__(self, pid, interval=0.05):
+        self.pid = pid
+        self.interval = interval
+        self.rss_kb = 0
+        self.threads = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self):
+        try:
+            with open("/proc/%d/status" % self.pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        self.rss_kb = max(self.rss_kb, int(line.split()[1]))
+                    elif line.startswith("Threads:"):
+                        self.threads = max(self.threads, int(line.split()[1]))
+        except OSError:
+            pass
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self):
+        self._sample()
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self._sample()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt()
+
+
+def exit_cleanly_on_signals():
+    """SIGTERM and SIGHUP unwind like ^C, so every temp dir and child goes."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
 
 
 _timed_counter = iter(range(1, 1 << 62))
@@ -391,60 +500,12 @@ class Bench:
     # -- curl -------------------------------------------------------------
     def run_curl(self, reg):
         repo = "bench/curl"
-        usage = []  # (cpu, maxrss) per curl process
-        lock = threading.Lock()
-        errors = []
-
-        def curl(args, capture=False):
-            cmd = [CURL, "-sS", "--fail-with-body", "-H", "Expect:"] + args
-            rc, out, err, cpu, rss = run_timed(cmd, self.workdir, capture)
-            with lock:
-                usage.append((cpu, rss))
-            if rc != 0:
-                raise RuntimeError("curl %s failed (%d): %s"
-                                   % (" ".join(args), rc, err.decode(errors="replace")))
-            return out
-
-        def upload(b):
-            try:
-                hdrs = curl(["-X", "POST", "-D", "-", "-o", "/dev/null",
-                             "%s/v2/%s/blobs/uploads/" % (reg.url, repo)], capture=True)
-                loc = None
-                for line in hdrs.decode("latin-1").splitlines():
-                    if line.lower().startswith("location:"):
-                        loc = line.split(":", 1)[1].strip()
-                if not loc:
-                    raise RuntimeError("no Location in POST answer:\n%s" % hdrs.decode())
-                if loc.startswith("/"):
-                    loc = reg.url + loc
-                sep = "&" if "?" in loc else "?"
-                # -T streams the file; --data-binary @file would read it all into memory.
-                curl(["-X", "PUT", "-H", "Content-Type: application/octet-stream",
-                      "-T", self.layout.blob_path(b["digest"]),
-                      "%s%sdigest=%s" % (loc, sep, b["digest"])])
-            except BaseException as e:  # noqa: BLE001 (reported below)
-                with lock:
-                    errors.append(e)
-
         reg_cpu0 = proc_cpu_seconds(reg.proc.pid)
-        t0 = time.monotonic()
-        threads = [threading.Thread(target=upload, args=(b,)) for b in self.layout.blobs]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise RuntimeError("curl push: %s" % errors[0])
-        mpath = os.path.join(self.workdir, "manifest.json")
-        with open(mpath, "wb") as f:
-            f.write(self.layout.manifest_bytes)
-        curl(["-X", "PUT", "-H", "Content-Type: " + OCI_MANIFEST,
-              "--data-binary", "@" + mpath,
-              "%s/v2/%s/manifests/latest" % (reg.url, repo)])
-        wall = time.monotonic() - t0
+        wall, usage = curl_push(reg, repo, self.layout, self.workdir,
+                                lambda cmd, capture: run_timed(cmd, self.workdir, capture))
         reg_cpu = proc_cpu_seconds(reg.proc.pid) - reg_cpu0
         verify_push(reg, repo, self.layout)
-        return Result(wall, sum(c for c, _ in usage), max(r for _, r in usage), reg_cpu,
+        return Result(wall, sum(u[0] for u in usage), max(u[1] for u in usage), reg_cpu,
                       {"processes": len(usage)})
 
     # -- shared upload ------------------------------------------------------------
@@ -638,10 +699,6 @@ def check_tools():
                  "time; build regd or set REGD_BIN)" % ", ".join(missing))
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt()
-
-
 def main(argv):
     args = parse_args(argv)
     check_tools()
@@ -649,8 +706,7 @@ def main(argv):
                                                              "regd-bench-cache")
     os.makedirs(cache_root, exist_ok=True)
     # SIGTERM/SIGHUP unwind like Ctrl-C, so the finally blocks clean up.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
+    exit_cleanly_on_signals()
     layout = build_layout(cache_root, args.size_mib)
     # The run's scratch (registry storage, daemon dirs) lives beside the cache,
     # so it is on the same disk as the layout.

@@ -211,65 +211,6 @@ def build_many(cache_root, n, mib, layers):
 # Measuring
 # ---------------------------------------------------------------------------
 
-class Sampler:
-    """Polls a process's VmRSS and Threads every SAMPLE_S seconds (maxima)."""
-
-    def __init__(self, pid):
-        self.pid = pid
-        self.rss_kb = 0
-        self.threads = 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self):
-        try:
-            with open("/proc/%d/status" % self.pid) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        self.rss_kb = max(self.rss_kb, int(line.split()[1]))
-                    elif line.startswith("Threads:"):
-                        self.threads = max(self.threads, int(line.split()[1]))
-        except OSError:
-            pass
-
-    def _run(self):
-        while not self._stop.wait(SAMPLE_S):
-            self._sample()
-
-    def __enter__(self):
-        self._sample()
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self._sample()
-
-
-def verify_push(reg, repo, layout, cafile=None):
-    """bench.verify_push, for a plain or a TLS registry."""
-    ref = "%s/%s:latest" % (reg.host, repo)
-    res = subprocess.run([paths.SKOPEO, "inspect", "--raw", "--tls-verify=false",
-                          "--no-creds", "docker://" + ref],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
-    if res.returncode != 0:
-        raise RuntimeError("verify %s: skopeo inspect failed: %s"
-                           % (ref, res.stderr.decode(errors="replace")))
-    if res.stdout != layout.manifest_bytes:
-        got = "sha256:" + hashlib.sha256(res.stdout).hexdigest()
-        raise RuntimeError("verify %s: manifest is %s (%d bytes), want the layout's %s"
-                           % (ref, got, len(res.stdout), layout.manifest_digest))
-    for b in layout.blobs:
-        status, headers, _ = util.http_get(
-            "%s/v2/%s/blobs/%s" % (reg.url, repo, b["digest"]), method="HEAD", timeout=30,
-            cafile=cafile)
-        length = int(headers.get("Content-Length", "-1")) if headers else -1
-        if status != 200 or length != b["size"]:
-            raise RuntimeError("verify %s: blob %s: HEAD %s, length %s, want 200, %d"
-                               % (ref, b["digest"], status, length, b["size"]))
-
-
 class Certs:
     """A CA and a leaf for IP:127.0.0.1 it signed (openssl, EC P-256)."""
 
@@ -424,7 +365,7 @@ class PushLimit:
                                    % (result.descriptor.digest, layout.manifest_digest))
         finally:
             self.stop_daemon(d, "regd push")
-        verify_push(reg, repo, layout, self.cafile(reg))
+        B.verify_push(reg, repo, layout, self.cafile(reg))
         return Res(wall=wall, cpu=cpu, rss_kb=hwm, registry_cpu=reg_cpu,
                    events=events, retries=retries, threads=threads)
 
@@ -446,82 +387,25 @@ class PushLimit:
                                % (rc, err.decode(errors="replace")[-2000:]))
         r = json.loads(out)
         for repo, lay in jobs:
-            verify_push(reg, repo, lay, self.cafile(reg))
+            B.verify_push(reg, repo, lay, self.cafile(reg))
         return Res(wall=r["wall"], cpu=r["cpu"], rss_kb=rss, registry_cpu=reg_cpu,
                    cpu_process=cpu_total, wall_process=outer, bytes=r["bytes"],
                    calls=[j["wall"] for j in r["jobs"]])
 
     # -- parallel curl -T ---------------------------------------------------------------
     def curl_push(self, reg, layout):
-        """bench.py's curl floor; over TLS with --cacert."""
+        """bench.py's curl floor, --concurrency blobs at once (like regd and the
+        sendfile floor); over TLS with --cacert."""
         repo = "bench/curl"
-        usage, errors = [], []
-        lock = threading.Lock()
         tls_args = ["--cacert", self.certs.ca_cert] if reg.tls else []
-
-        put_cpu = []  # the blob PUTs alone (the rest: POSTs and the manifest)
-
-        def curl(args, capture=False):
-            cmd = [B.CURL, "-sS", "--fail-with-body", "-H", "Expect:"] + tls_args + args
-            rc, out, err, cpu, rss = self._timed(cmd, capture)
-            with lock:
-                usage.append((cpu, rss))
-                if "-T" in args:
-                    put_cpu.append(cpu)
-            if rc != 0:
-                raise RuntimeError("curl %s failed (%d): %s"
-                                   % (" ".join(args), rc, err.decode(errors="replace")))
-            return out
-
-        def upload(b):
-            try:
-                hdrs = curl(["-X", "POST", "-D", "-", "-o", "/dev/null",
-                             "%s/v2/%s/blobs/uploads/" % (reg.url, repo)], capture=True)
-                loc = None
-                for line in hdrs.decode("latin-1").splitlines():
-                    if line.lower().startswith("location:"):
-                        loc = line.split(":", 1)[1].strip()
-                if not loc:
-                    raise RuntimeError("no Location in POST answer:\n%s" % hdrs.decode())
-                if loc.startswith("/"):
-                    loc = reg.url + loc
-                sep = "&" if "?" in loc else "?"
-                curl(["-X", "PUT", "-H", "Content-Type: application/octet-stream",
-                      "-T", layout.blob_path(b["digest"]),
-                      "%s%sdigest=%s" % (loc, sep, b["digest"])])
-            except BaseException as e:  # noqa: BLE001 (reported below)
-                with lock:
-                    errors.append(e)
-
         reg_cpu0 = B.proc_cpu_seconds(reg.proc.pid)
-        t0 = time.monotonic()
-        pending = list(layout.blobs)
-        threads = []
-        # --concurrency blobs at once, like regd and the sendfile floor.
-        sem = threading.Semaphore(self.args.concurrency)
-
-        def slot(b):
-            with sem:
-                upload(b)
-
-        for b in pending:
-            t = threading.Thread(target=slot, args=(b,))
-            t.start()
-            threads.append(t)
-        for t in threads:
-            t.join()
-        if errors:
-            raise RuntimeError("curl push: %s" % errors[0])
-        mpath = os.path.join(self.workdir, "manifest.json")
-        with open(mpath, "wb") as f:
-            f.write(layout.manifest_bytes)
-        curl(["-X", "PUT", "-H", "Content-Type: " + B.OCI_MANIFEST,
-              "--data-binary", "@" + mpath, "%s/v2/%s/manifests/latest" % (reg.url, repo)])
-        wall = time.monotonic() - t0
+        wall, usage = B.curl_push(reg, repo, layout, self.workdir, self._timed, tls_args,
+                                  parallel=self.args.concurrency)
         reg_cpu = B.proc_cpu_seconds(reg.proc.pid) - reg_cpu0
-        verify_push(reg, repo, layout, self.cafile(reg))
-        return Res(wall=wall, cpu=sum(c for c, _ in usage), rss_kb=max(r for _, r in usage),
-                   registry_cpu=reg_cpu, processes=len(usage), cpu_puts=sum(put_cpu))
+        B.verify_push(reg, repo, layout, self.cafile(reg))
+        return Res(wall=wall, cpu=sum(u[0] for u in usage), rss_kb=max(u[1] for u in usage),
+                   registry_cpu=reg_cpu, processes=len(usage),
+                   cpu_puts=sum(u[0] for u in usage if u[2]))
 
     def tls_session(self, reg):
         """The TLS version and cipher curl negotiates with the registry."""
@@ -571,7 +455,7 @@ class PushLimit:
                        for i, lay in enumerate(images)]
             for t in threads:
                 t.start()
-            with self.perf_attached(pid, perf_label), Sampler(pid) as smp:
+            with self.perf_attached(pid, perf_label), B.Sampler(pid, SAMPLE_S) as smp:
                 reg_cpu0 = B.proc_cpu_seconds(reg.proc.pid)
                 cpu0 = B.proc_cpu_seconds(pid)
                 me0 = self_cpu()
@@ -590,7 +474,7 @@ class PushLimit:
             raise RuntimeError("regd many: %d of %d calls failed; first: %s"
                                % (len(errors), n, errors[0]))
         for i, lay in enumerate(images):
-            verify_push(reg, "bench/many-%02d" % i, lay)
+            B.verify_push(reg, "bench/many-%02d" % i, lay)
         total = sum(lay.total_size for lay in images)
         return Res(wall=wall, cpu=cpu, rss_kb=hwm, registry_cpu=reg_cpu, bytes=total,
                    calls=calls, threads=smp.threads, rss_sampled_kb=smp.rss_kb,
@@ -900,14 +784,9 @@ def parse_args(argv):
     return a
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt()
-
-
 def main(argv):
     args = parse_args(argv)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
+    B.exit_cleanly_on_signals()
     missing = [t for t in (paths.REGISTRY_BIN, B.TIME_BIN, paths.regd_bin(), PYTHON)
                if not os.access(t, os.X_OK)]
     tools = [paths.SKOPEO, B.CURL, "openssl"] + (["perf"] if args.perf else [])

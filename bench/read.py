@@ -48,8 +48,7 @@ c. Pull of a --pull-size-mib image (bench.py's layout: 4 layers + config),
                         and the same with --fsync (regd and skopeo fsync blobs)
    `sync` between pulls, outside the timed part; the page cache is not dropped.
    Each result is checked: index.json names the manifest, every blob has its
-   size. Targets: regd <= 0.5 x skopeo and <= crane-like. A regd whose
-   PullImage answers UNIMPLEMENTED skips the part with a message.
+   size. Targets: regd <= 0.5 x skopeo and <= crane-like.
 
 Run with /usr/bin/python3 (grpc for the fixtures). Inputs are cached under
 $BENCH_DIR (default $TMPDIR/regd-bench-cache); everything else is removed.
@@ -61,7 +60,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -84,7 +82,6 @@ GO_DIR = U.GO_DIR
 GO_CLIENT = U.GO_CLIENT
 PEER_SRC = os.path.join(HERE, "peer")
 OCI_MANIFEST = B.OCI_MANIFEST
-UNIMPLEMENTED = 12  # the Go example exits with the gRPC code
 TARGET_READ = 0.8
 TARGET_HEAD = 0.8
 TARGET_INSPECT = 2.0
@@ -381,16 +378,10 @@ class ReadBench:
         methods = [("regd PullImage", regd), ("skopeo copy", skopeo),
                    ("crane-like (peer)", crane(False)),
                    ("crane-like (peer) --fsync", crane(True))]
-        # Untimed warm-up, which is also the probe for PullImage.
+        # Untimed warm-up.
         for label, fn in methods:
             dir_ = fresh_dir()
-            try:
-                fn(dir_)
-            except CommandError as e:
-                if label == "regd PullImage" and e.code == UNIMPLEMENTED:
-                    log("part c skipped: this regd answers PullImage with UNIMPLEMENTED")
-                    return None
-                raise
+            fn(dir_)
             self.check_pull(dir_, layout, label)
             shutil.rmtree(dir_)
         per = {m[0]: [] for m in methods}
@@ -507,9 +498,6 @@ def render_b(args, b):
 def render_c(args, c):
     L = []
     add = L.append
-    if c is None:
-        add("### c. Pull: skipped (this regd answers PullImage with UNIMPLEMENTED)")
-        return L
     add("### c. Pull: a %.0f MiB image (%d layers + config) into an empty OCI layout, "
         "median of %d run(s)" % (c.size / MiB, c.layers, args.runs))
     add("")
@@ -596,14 +584,9 @@ def build_tools(args, workdir):
         sys.exit("bench: building bench/peer failed:\n" + res.stdout.decode())
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt()
-
-
 def main(argv):
     args = parse_args(argv)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
+    B.exit_cleanly_on_signals()
     missing = [t for t in (paths.REGISTRY_BIN, B.TIME_BIN, paths.regd_bin())
                if not os.access(t, os.X_OK)]
     missing += [t for t in (paths.SKOPEO, B.CURL, "openssl", "go") if shutil.which(t) is None]

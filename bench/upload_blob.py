@@ -55,12 +55,10 @@ import json
 import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -125,43 +123,6 @@ def warm(paths_):
 # ---------------------------------------------------------------------------
 # Measuring the daemon
 # ---------------------------------------------------------------------------
-
-class Sampler:
-    """Samples a process's VmRSS and Threads every SAMPLE_S seconds."""
-
-    def __init__(self, pid):
-        self.pid = pid
-        self.rss_kb = 0
-        self.threads = 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self):
-        try:
-            with open("/proc/%d/status" % self.pid) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        self.rss_kb = max(self.rss_kb, int(line.split()[1]))
-                    elif line.startswith("Threads:"):
-                        self.threads = max(self.threads, int(line.split()[1]))
-        except OSError:
-            pass
-
-    def _run(self):
-        while not self._stop.is_set():
-            self._sample()
-            self._stop.wait(SAMPLE_S)
-
-    def __enter__(self):
-        self._sample()
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self._sample()
-
 
 class Run:
     def __init__(self, **kw):
@@ -273,7 +234,7 @@ class UploadBench:
                 os.sync()
                 reg_cpu0 = B.proc_cpu_seconds(reg.proc.pid)
                 cpu0 = B.proc_cpu_seconds(pid)
-                with Sampler(pid) as smp:
+                with B.Sampler(pid, SAMPLE_S) as smp:
                     t0 = time.monotonic()
                     p, tfile, out = self.client(d.address, argv, lang)
                     r = self.finish(p, tfile, out, digest, size, method)
@@ -305,7 +266,7 @@ class UploadBench:
                 reg_cpu0 = B.proc_cpu_seconds(reg.proc.pid)
                 cpu0 = B.proc_cpu_seconds(pid)
                 errors, done = [], []  # done: the files whose upload succeeded
-                with Sampler(pid) as smp:
+                with B.Sampler(pid, SAMPLE_S) as smp:
                     t0 = time.monotonic()
                     procs = [self.client(d.address, ["upload", "-digest", dg,
                                                      "%s/%s" % (reg.host, repo), p])
@@ -488,14 +449,9 @@ def parse_args(argv):
     return a
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt()
-
-
 def main(argv):
     args = parse_args(argv)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
+    B.exit_cleanly_on_signals()
     missing = [t for t in (paths.REGISTRY_BIN, B.TIME_BIN, paths.regd_bin())
                if not os.access(t, os.X_OK)]
     if missing:

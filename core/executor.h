@@ -65,9 +65,9 @@ class Executor {
   const absl::Duration idle_timeout_;
   mutable absl::Mutex mu_;
   std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
-  int running_ ABSL_GUARDED_BY(mu_) = 0;  // tasks holding a slot (the cap)
-  int busy_ ABSL_GUARDED_BY(mu_) = 0;     // tasks queued or running, reply included (Drain)
-  int idle_ ABSL_GUARDED_BY(mu_) = 0;     // workers waiting for a task
+  int running_ ABSL_GUARDED_BY(mu_) = 0;    // tasks holding a slot (the cap)
+  int busy_ ABSL_GUARDED_BY(mu_) = 0;       // tasks queued or running, reply included (Drain)
+  int idle_ ABSL_GUARDED_BY(mu_) = 0;       // workers waiting for a task
   int finishing_ ABSL_GUARDED_BY(mu_) = 0;  // workers sending a reply, then back
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   int next_id_ ABSL_GUARDED_BY(mu_) = 0;

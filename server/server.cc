@@ -1,7 +1,5 @@
 #include "server/server.h"
 
-#include "regd_version.h"
-
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <sys/socket.h>
@@ -17,6 +15,7 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "core/status_macros.h"
+#include "regd_version.h"
 
 namespace regd {
 namespace {
@@ -131,8 +130,7 @@ void Server::Wait() {
 
 void Server::Drain(absl::Duration delay) {
   if (!grpc_server_ || delay <= absl::ZeroDuration()) return;
-  LogInfo("draining: health is NOT_SERVING; still serving calls for ",
-          absl::FormatDuration(delay));
+  LogInfo("draining: health is NOT_SERVING; still serving calls for ", absl::FormatDuration(delay));
   grpc::HealthCheckServiceInterface* health = grpc_server_->GetHealthCheckService();
   health->SetServingStatus(false);
   absl::SleepFor(delay);

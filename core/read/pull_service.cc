@@ -1,17 +1,15 @@
 #include "core/read/pull_service.h"
 
-#include <atomic>
 #include <map>
 #include <memory>
 #include <set>
-#include <system_error>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "core/digest.h"
 #include "core/log.h"
+#include "core/parallel.h"
 #include "core/read/blob_reader.h"
 #include "core/read/layout_writer.h"
 #include "core/status_macros.h"
@@ -174,20 +172,8 @@ absl::StatusOr<Descriptor> PullService::PullImage(const CallContext& ctx, const 
   const PullPlan& plan = b.plan;
 
   // 2. The blobs, in parallel; the first failure stops the rest.
-  CancelFlag stop = NewCancelFlag();
-  CallContext wctx = ctx;
-  wctx.cancelled = stop;
-  absl::Mutex mu;
-  size_t next = 0;
-  absl::Status first_error;
-  auto fail = [&](const std::string& digest, const absl::Status& st) {
-    absl::MutexLock lock(&mu);
-    if (first_error.ok()) {
-      first_error = absl::Status(st.code(), absl::StrCat("blob ", digest, ": ", st.message()));
-    }
-    stop->store(true);
-  };
-  auto fetch_one = [&](const Descriptor& d) -> absl::StatusOr<LayerOutcomeKind> {
+  auto fetch_one = [&](const Descriptor& d,
+                       const CancelFlag& stop) -> absl::StatusOr<LayerOutcomeKind> {
     ASSIGN_OR_RETURN(bool present, layout->HasBlob(d, stop));
     if (present) return LayerOutcomeKind::kExisted;
     ASSIGN_OR_RETURN(PartialBlob part, layout->OpenPartial(d.digest, d.size, stop));
@@ -197,6 +183,8 @@ absl::StatusOr<Descriptor> PullService::PullImage(const CallContext& ctx, const 
       RETURN_IF_ERROR(layout->Discard(std::move(part)));
       return LayerOutcomeKind::kExisted;
     }
+    CallContext wctx = ctx;
+    wctx.cancelled = stop;
     RegistryApi api = registries_->ApiFor(wctx, ref.repo.registry);
     for (int pass = 0;; ++pass) {
       ASSIGN_OR_RETURN(Digester hasher, Digester::ForDigest(d.digest));
@@ -246,50 +234,22 @@ absl::StatusOr<Descriptor> PullService::PullImage(const CallContext& ctx, const 
     RETURN_IF_ERROR(layout->Commit(std::move(part)));
     return LayerOutcomeKind::kDownloaded;
   };
-  auto worker = [&]() {
-    while (true) {
-      size_t i;
-      {
-        absl::MutexLock lock(&mu);
-        if (next >= plan.blobs.size() || !first_error.ok()) return;
-        i = next++;
-      }
-      const Descriptor& d = plan.blobs[i];
-      absl::StatusOr<LayerOutcomeKind> out = fetch_one(d);
-      if (!out.ok()) {
-        fail(d.digest, out.status());
-        return;
-      }
-      if (ctx.events.on_progress) ctx.events.on_progress(d.digest, d.size, d.size);
-      if (ctx.events.on_layer) ctx.events.on_layer(d.digest, LayerOutcome{d, *out});
-    }
-  };
   int concurrency = spec.concurrency == 0 ? kDefaultConcurrency : spec.concurrency;
-  concurrency = std::min(concurrency, kMaxConcurrency);
-  const int n = std::max(1, std::min<int>(concurrency, static_cast<int>(plan.blobs.size())));
-  std::vector<std::thread> threads;
-  std::atomic<int> running{0};
-  for (int i = 0; i < n && !plan.blobs.empty(); ++i) {
-    running.fetch_add(1);
-    try {
-      threads.emplace_back([&, log_context = CurrentLogContext()] {
-        ScopedLogContext scope(log_context);
-        worker();
-        running.fetch_sub(1);
+  absl::Status downloaded = RunParallel(
+      plan.blobs.size(), std::min(concurrency, kMaxConcurrency), ctx.cancelled,
+      [&](size_t i, const CancelFlag& stop) -> absl::Status {
+        const Descriptor& d = plan.blobs[i];
+        absl::StatusOr<LayerOutcomeKind> out = fetch_one(d, stop);
+        if (!out.ok()) {
+          return absl::Status(out.status().code(),
+                              absl::StrCat("blob ", d.digest, ": ", out.status().message()));
+        }
+        if (ctx.events.on_progress) ctx.events.on_progress(d.digest, d.size, d.size);
+        if (ctx.events.on_layer) ctx.events.on_layer(d.digest, LayerOutcome{d, *out});
+        return absl::OkStatus();
       });
-    } catch (const std::system_error&) {
-      running.fetch_sub(1);
-      break;
-    }
-  }
-  if (threads.empty() && !plan.blobs.empty()) worker();
-  while (running.load() > 0) {
-    if (ctx.Cancelled()) stop->store(true);
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  for (std::thread& t : threads) t.join();
   if (ctx.Cancelled()) return absl::CancelledError("pull cancelled");
-  RETURN_IF_ERROR(first_error);
+  RETURN_IF_ERROR(downloaded);
 
   // 3. Every blob and manifest is in place: name the result.
   RETURN_IF_ERROR(layout->AddToIndex(plan.entry, ref_name, ctx.cancelled));

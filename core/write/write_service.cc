@@ -1,17 +1,17 @@
+#include "core/write/write_service.h"
+
 #include <sys/stat.h>
 
 #include <atomic>
 #include <optional>
-#include <system_error>
-#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/digest.h"
-#include "core/write/write_service.h"
 #include "core/files.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/parallel.h"
 #include "core/status_macros.h"
 #include "core/text.h"
 #include "core/upload/uploader.h"
@@ -26,8 +26,7 @@ constexpr int64_t kStreamMemory = 3 << 20;
 
 }  // namespace
 
-WriteService::WriteService(WriteOptions options, const Registries* registries,
-                           ReadService* reads)
+WriteService::WriteService(WriteOptions options, const Registries* registries, ReadService* reads)
     : options_(std::move(options)),
       registries_(registries),
       reads_(reads),
@@ -107,8 +106,8 @@ std::string ManifestMediaType(const std::string& declared, absl::string_view raw
 
 // ---------------------------------------------------------------- blobs ----
 
-absl::StatusOr<WriteService::PreparedBlob> WriteService::PrepareBlob(const CallContext& ctx, BlobSpec spec,
-                                                         absl::string_view default_media_type) {
+absl::StatusOr<WriteService::PreparedBlob> WriteService::PrepareBlob(
+    const CallContext& ctx, BlobSpec spec, absl::string_view default_media_type) {
   PreparedBlob p;
   if (!spec.path.has_value() && !spec.data.has_value() && !spec.digest.empty()) {
     // Named by digest only: a blob already in the registry (UploadBlob put it
@@ -194,7 +193,7 @@ namespace {
 }  // namespace
 
 bool WriteService::MayMountFrom(const CallContext& ctx, const Repository& repo,
-                          const std::string& path) const {
+                                const std::string& path) const {
   if (path.empty() || path == repo.path) return true;
   return ctx.Allow(Repository{repo.registry, path}, Action::kPull).ok();
 }
@@ -345,7 +344,8 @@ absl::StatusOr<LayerOutcome> WriteService::UploadOnce(const CallContext& ctx,
   }
 }
 
-absl::Status WriteService::VerifySourceDigest(const PreparedBlob& blob, const CancelFlag& cancelled) {
+absl::Status WriteService::VerifySourceDigest(const PreparedBlob& blob,
+                                              const CancelFlag& cancelled) {
   if (blob.digest_computed || blob.blob == nullptr) return absl::OkStatus();
   const std::string& want = blob.descriptor.digest;
   ASSIGN_OR_RETURN(std::string got,
@@ -357,8 +357,9 @@ absl::Status WriteService::VerifySourceDigest(const PreparedBlob& blob, const Ca
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> WriteService::DigestOf(const OpenedBlob& blob, const std::string& algorithm,
-                                             const CancelFlag& cancelled) {
+absl::StatusOr<std::string> WriteService::DigestOf(const OpenedBlob& blob,
+                                                   const std::string& algorithm,
+                                                   const CancelFlag& cancelled) {
   const std::atomic<bool>* stop = cancelled.get();
   auto compute = [&blob, &algorithm, stop] { return blob.ComputeDigest(algorithm, stop); };
   // Files hash once per identity (the cache holds sha256 only); inline data is cheap.
@@ -366,10 +367,11 @@ absl::StatusOr<std::string> WriteService::DigestOf(const OpenedBlob& blob, const
   return digests_.Get(blob.identity(), compute, !blob.recently_modified(), stop);
 }
 
-absl::StatusOr<LayerOutcome> WriteService::OpenAndUpload(const CallContext& ctx, const Repository& repo,
-                                                   const PreparedBlob& planned,
-                                                   const UploadEvents& events,
-                                                   const CancelFlag& cancelled) {
+absl::StatusOr<LayerOutcome> WriteService::OpenAndUpload(const CallContext& ctx,
+                                                         const Repository& repo,
+                                                         const PreparedBlob& planned,
+                                                         const UploadEvents& events,
+                                                         const CancelFlag& cancelled) {
   if (planned.blob != nullptr || !planned.reopen) {
     return UploadPrepared(ctx, repo, planned, events, cancelled);
   }
@@ -402,8 +404,8 @@ UploadEvents EventsFor(const PushEvents& events, const std::string& digest) {
 
 }  // namespace
 
-absl::StatusOr<LayerOutcome> WriteService::WriteLayer(const CallContext& ctx, absl::string_view repo_text,
-                                                BlobSpec spec) {
+absl::StatusOr<LayerOutcome> WriteService::WriteLayer(const CallContext& ctx,
+                                                      absl::string_view repo_text, BlobSpec spec) {
   ASSIGN_OR_RETURN(Repository repo, ParseWriteRepository(repo_text));
   RETURN_IF_ERROR(ctx.Allow(repo, Action::kPush));
   if (!spec.path.has_value() && !spec.data.has_value()) {
@@ -415,8 +417,9 @@ absl::StatusOr<LayerOutcome> WriteService::WriteLayer(const CallContext& ctx, ab
 }
 
 absl::StatusOr<LayerOutcome> WriteService::UploadStream(const CallContext& ctx,
-                                                  absl::string_view repo_text,
-                                                  const BlobSpec& spec, const BlobStream* stream) {
+                                                        absl::string_view repo_text,
+                                                        const BlobSpec& spec,
+                                                        const BlobStream* stream) {
   ASSIGN_OR_RETURN(Repository repo, ParseWriteRepository(repo_text));
   RETURN_IF_ERROR(ctx.Allow(repo, Action::kPush));
   RETURN_IF_ERROR(ValidateDigest(spec.digest));
@@ -454,13 +457,13 @@ const std::vector<std::string>& WriteService::RootsFor(const CallContext& ctx) c
 }
 
 absl::StatusOr<WriteService::PushPlan> WriteService::PlanFromLayout(const CallContext& ctx,
-                                                                   const PushImageSpec& spec) {
+                                                                    const PushImageSpec& spec) {
   // Every file of the layout is opened beneath the layout directory, which is
   // itself opened beneath an allowed root.
   RETURN_IF_ERROR(FileSourcesAllowed(ctx));
   auto dir = std::make_shared<LayoutDir>();
-  ASSIGN_OR_RETURN(
-      dir->fd, OpenBeneathRoots(spec.layout_path, RootsFor(ctx), FileKind::kDirectory));
+  ASSIGN_OR_RETURN(dir->fd,
+                   OpenBeneathRoots(spec.layout_path, RootsFor(ctx), FileKind::kDirectory));
   dir->shown = ForMessage(spec.layout_path);
   absl::StatusOr<UniqueFd> marker_fd = dir->Open("oci-layout");
   absl::StatusOr<std::string> marker =
@@ -563,7 +566,7 @@ absl::StatusOr<WriteService::PushPlan> WriteService::PlanFromLayout(const CallCo
 }
 
 absl::StatusOr<WriteService::PushPlan> WriteService::PlanFromImage(const CallContext& ctx,
-                                                       const PushImageSpec& spec) {
+                                                                   const PushImageSpec& spec) {
   if (spec.layers.size() > static_cast<size_t>(options_.max_image_layers)) {
     return absl::InvalidArgumentError(
         absl::StrCat("an image may have at most ", options_.max_image_layers, " layers"));
@@ -588,9 +591,8 @@ absl::StatusOr<WriteService::PushPlan> WriteService::PlanFromImage(const CallCon
   std::map<std::string, bool> seen{{config.descriptor.digest, true}};
   plan.blobs.push_back(std::move(config));
   for (const BlobSpec& l : spec.layers) {
-    ASSIGN_OR_RETURN(
-        PreparedBlob b,
-        PrepareBlob(ctx, l, docker ? media::kDockerLayerGzip : media::kOciLayerGzip));
+    ASSIGN_OR_RETURN(PreparedBlob b,
+                     PrepareBlob(ctx, l, docker ? media::kDockerLayerGzip : media::kOciLayerGzip));
     if (b.reopen) b.blob.reset();
     m.layers.push_back(b.descriptor);
     if (!seen[b.descriptor.digest]) {
@@ -606,70 +608,25 @@ absl::StatusOr<WriteService::PushPlan> WriteService::PlanFromImage(const CallCon
 }
 
 absl::Status WriteService::UploadAll(const CallContext& ctx, const Repository& repo,
-                               const PushPlan& plan, int concurrency) {
+                                     const PushPlan& plan, int concurrency) {
   const PushEvents& events = ctx.events;
-  const CancelFlag& cancelled = ctx.cancelled;
-  // Workers share a queue of blob indexes; the first failure stops the rest.
-  CancelFlag stop = NewCancelFlag();
-  absl::Mutex mu;
-  size_t next = 0;
-  absl::Status first_error;
-  auto worker = [&](const CancelFlag& flag) {
-    while (true) {
-      size_t i;
-      {
-        absl::MutexLock lock(&mu);
-        if (next >= plan.blobs.size() || !first_error.ok()) return;
-        i = next++;
-      }
-      const PreparedBlob& planned = plan.blobs[i];
-      const std::string& digest = planned.descriptor.digest;
-      absl::StatusOr<LayerOutcome> out =
-          OpenAndUpload(ctx, repo, planned, EventsFor(events, digest), flag);
-      if (out.ok()) {
+  // `concurrency` threads; the first failure stops the rest.
+  absl::Status st = RunParallel(
+      plan.blobs.size(), concurrency, ctx.cancelled,
+      [&](size_t i, const CancelFlag& flag) -> absl::Status {
+        const PreparedBlob& planned = plan.blobs[i];
+        const std::string& digest = planned.descriptor.digest;
+        absl::StatusOr<LayerOutcome> out =
+            OpenAndUpload(ctx, repo, planned, EventsFor(events, digest), flag);
+        if (!out.ok()) {
+          return absl::Status(out.status().code(),
+                              absl::StrCat("blob ", digest, ": ", out.status().message()));
+        }
         if (events.on_layer) events.on_layer(digest, *out);
-        continue;
-      }
-      absl::MutexLock lock(&mu);
-      if (first_error.ok()) {
-        first_error = absl::Status(out.status().code(),
-                                   absl::StrCat("blob ", digest, ": ", out.status().message()));
-      }
-      stop->store(true);
-      return;
-    }
-  };
-  const int n = std::max(1, std::min<int>(concurrency, static_cast<int>(plan.blobs.size())));
-  std::vector<std::thread> threads;
-  threads.reserve(n);
-  std::atomic<int> running{0};
-  for (int i = 0; i < n; ++i) {
-    // Thread creation can fail (RLIMIT_NPROC, a cgroup pids limit): go on
-    // with the workers that did start; none is an error, never an abort.
-    running.fetch_add(1);
-    try {
-      threads.emplace_back([&, log_context = CurrentLogContext()] {
-        ScopedLogContext scope(log_context);  // its lines name the call
-        worker(stop);
-        running.fetch_sub(1);
+        return absl::OkStatus();
       });
-    } catch (const std::system_error&) {
-      running.fetch_sub(1);
-      break;
-    }
-  }
-  if (threads.empty()) {
-    // Not even one thread: upload on this one, one blob at a time.
-    worker(cancelled);
-  }
-  // Relay the caller's cancellation to the workers.
-  while (running.load() > 0) {
-    if (cancelled && cancelled->load()) stop->store(true);
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  for (std::thread& t : threads) t.join();
-  if (cancelled && cancelled->load()) return absl::CancelledError("push cancelled");
-  return first_error;
+  if (absl::IsCancelled(st) && ctx.Cancelled()) return absl::CancelledError("push cancelled");
+  return st;
 }
 
 absl::Status WriteService::PutManifest(const CallContext& ctx, const Repository& repo,
@@ -686,7 +643,8 @@ absl::Status WriteService::PutManifest(const CallContext& ctx, const Repository&
   return st;
 }
 
-absl::StatusOr<Descriptor> WriteService::PushImage(const CallContext& ctx, const PushImageSpec& spec) {
+absl::StatusOr<Descriptor> WriteService::PushImage(const CallContext& ctx,
+                                                   const PushImageSpec& spec) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(spec.ref));
   RETURN_IF_ERROR(ctx.Allow(ref.repo, Action::kPush));
   PushPlan plan;
@@ -715,7 +673,8 @@ absl::StatusOr<Descriptor> WriteService::PushImage(const CallContext& ctx, const
 
 // ------------------------------------------------------------ PushIndex ----
 
-absl::StatusOr<Descriptor> WriteService::PushIndex(const CallContext& ctx, const PushIndexSpec& spec) {
+absl::StatusOr<Descriptor> WriteService::PushIndex(const CallContext& ctx,
+                                                   const PushIndexSpec& spec) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(spec.ref));
   RETURN_IF_ERROR(ctx.Allow(ref.repo, Action::kPush));
   // It reads the manifests it indexes (and their configs) too.
